@@ -1,0 +1,182 @@
+"""Rollouts: the policy turns ideas (or any queries) into sampled responses.
+
+`PromptGenerator` is the image loop's first stage: ideas -> query template -> batched sampling
+(left padding, KV cache) -> prompts. `respond_to_batch` is the seed's API: exactly `txt_len`
+sampled tokens per query.
+
+Log-probabilities in PPO assume sampling from the full softmax at the configured temperature:
+top-k / top-p truncation makes the sampled tokens' KL estimate biased (it can turn negative),
+so the defaults keep both off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import GenerationConfig
+
+
+@dataclass
+class PromptGenerationConfig:
+    template: str = "{idea}"
+    """Query template; `{idea}` is replaced by the idea text."""
+    max_new_tokens: int = 40
+    """Most tokens sampled per prompt."""
+    temperature: float = 1.0
+    """Sampling temperature (PPO computes log-probs at the same temperature)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (1.0: off; < 1 biases the KL estimate)."""
+    top_k: int = 0
+    """Top-k sampling (0: off; > 0 biases the KL estimate)."""
+    stop_at_newline: bool = True
+    """End a prompt at the first token containing a newline (as well as at EOS)."""
+
+    def __post_init__(self):
+        if "{idea}" not in self.template:
+            raise ValueError(f"template must contain '{{idea}}'; got {self.template!r}.")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1; got {self.max_new_tokens}.")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive; got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1]; got {self.top_p}.")
+
+
+@dataclass
+class Rollout:
+    """One batch of generated prompts."""
+
+    ideas: list[str]
+    queries: list[torch.Tensor]
+    """1-D query token ids (the templated idea), one per sample."""
+    responses: list[torch.Tensor]
+    """1-D sampled token ids, up to and including the stop token."""
+    prompts: list[str]
+    """Decoded responses: stripped, cut at the first newline."""
+    stats: dict = field(default_factory=dict)
+
+
+def newline_token_ids(tokenizer) -> list[int]:
+    """Ids of every vocabulary token whose text contains a newline."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    ids = [i for i, tok in enumerate(tokens) if tok and ("\n" in tok or "Ċ" in tok)]
+    return ids
+
+
+class PromptGenerator:
+    """Expands ideas into prompts with a (value-head) causal LM.
+
+    Args:
+        model: a `ValueHeadModel` (or any model with `generate`).
+        tokenizer: its tokenizer; padding is set to the left for batched generation.
+        config: `PromptGenerationConfig`.
+    """
+
+    def __init__(self, model, tokenizer, config: PromptGenerationConfig | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or PromptGenerationConfig()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        if self.config.stop_at_newline:
+            self.stop_ids += newline_token_ids(tokenizer)
+        if not self.stop_ids:
+            raise ValueError("The tokenizer has no EOS token and stop_at_newline is off: nothing can end a prompt.")
+
+    def generation_config(self, **overrides) -> GenerationConfig:
+        cfg = self.config
+        params = dict(
+            do_sample=True,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            use_cache=True,
+        )
+        params.update(overrides)
+        return GenerationConfig(**params)
+
+    def queries(self, ideas: list[str]) -> list[str]:
+        return [self.config.template.format(idea=idea) for idea in ideas]
+
+    @torch.no_grad()
+    def __call__(self, ideas: list[str], **overrides) -> Rollout:
+        """Sample one prompt per idea. `overrides` replace generation settings for this call."""
+        if not ideas:
+            raise ValueError("ideas is empty; pass at least one idea.")
+        device = next(self.model.parameters()).device
+        self.tokenizer.padding_side = "left"
+        enc = self.tokenizer(self.queries(ideas), return_tensors="pt", padding=True).to(device)
+        out = self.model.generate(
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            generation_config=self.generation_config(**overrides),
+        )
+        q_len = enc.input_ids.shape[1]
+        queries = [row[mask.bool()].cpu() for row, mask in zip(enc.input_ids, enc.attention_mask)]
+        responses = [cut_at_stop(row, self.stop_ids).cpu() for row in out[:, q_len:]]
+        prompts = [self.decode(r) for r in responses]
+        lengths = torch.tensor([len(r) for r in responses], dtype=torch.float)
+        stats = {
+            "rollout/response_len_mean": lengths.mean().item(),
+            "rollout/hit_max_tokens": (lengths >= self.config.max_new_tokens).float().mean().item(),
+        }
+        return Rollout(list(ideas), queries, responses, prompts, stats)
+
+    def decode(self, response: torch.Tensor) -> str:
+        text = self.tokenizer.decode(response, skip_special_tokens=True)
+        return text.split("\n")[0].strip()
+
+
+def cut_at_stop(tokens: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
+    """Tokens up to and including the first stop token (everything after is padding)."""
+    hits = torch.isin(tokens, torch.tensor(stop_ids, device=tokens.device)).nonzero()
+    if len(hits) == 0:
+        return tokens
+    return tokens[: int(hits[0]) + 1]
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Mask logits outside the top-k / nucleus (top-p) set with -inf. `[batch, vocab]`."""
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = F.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop_sorted = cum - F.softmax(sorted_logits, dim=-1) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def respond_to_batch(
+    model, queries: torch.Tensor, txt_len: int = 20, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
+    """Sample exactly `txt_len` tokens after each query (the seed's API).
+
+    queries `[batch, query_len]` (no padding) -> responses `[batch, txt_len]`. EOS does not
+    stop sampling, as in the seed.
+    """
+    if queries.dim() != 2:
+        raise ValueError(f"queries must be a 2-D [batch, len] tensor; got shape {list(queries.shape)}.")
+    lm = getattr(model, "pretrained_model", model)
+    input_ids = queries.to(next(lm.parameters()).device)
+    attention_mask = torch.ones_like(input_ids)
+    past = None
+    generated = []
+    for _ in range(txt_len):
+        out = lm(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logits = filter_logits(out.logits[:, -1, :].float(), top_k=top_k, top_p=top_p)
+        next_token = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+        generated.append(next_token)
+        input_ids = next_token
+        attention_mask = torch.cat([attention_mask, torch.ones_like(next_token)], dim=1)
+    return torch.cat(generated, dim=1)

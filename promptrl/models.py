@@ -1,0 +1,227 @@
+"""A causal language model with a scalar value head: the PPO policy.
+
+`ValueHeadModel` wraps any `AutoModelForCausalLM` (GPT-2, BLOOM, Llama, ...). Its forward returns
+`(logits [batch, seq, vocab], past_key_values, values [batch, seq])`, both in fp32. Dropout is
+switched off: PPO's first update must see probability ratios of exactly 1.
+
+Saved layout (`save_pretrained(dir)`): the transformers model (or, with LoRA, the peft adapter)
+as usual, plus `value_head.safetensors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+logger = logging.getLogger("promptrl")
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+
+
+class ValueHeadOutput(NamedTuple):
+    logits: torch.Tensor
+    past_key_values: object
+    values: torch.Tensor
+
+
+def _disable_dropout(model: nn.Module) -> None:
+    """Zero every dropout: modules, and config rates that attention kernels read directly."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    if config is not None:
+        for key, value in list(config.to_dict().items()):
+            if isinstance(value, float) and ("dropout" in key or "pdrop" in key):
+                setattr(config, key, 0.0)
+
+
+def _is_peft(model: nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+class ValueHeadModel(nn.Module):
+    """A causal LM plus `v_head = Linear(hidden, 1)` on the last hidden state.
+
+    Args:
+        pretrained_model: an `AutoModelForCausalLM` instance, or a peft model wrapping one.
+        value_head: optional state dict for the value head; a fresh zero-initialised head
+            otherwise (zero init: values start at 0, so early advantages are just rewards).
+    """
+
+    expected_model_type: str | None = None
+
+    def __init__(self, pretrained_model: PreTrainedModel, value_head: dict | None = None):
+        super().__init__()
+        self._check_model_type(pretrained_model.config)
+        self.pretrained_model = pretrained_model
+        _disable_dropout(pretrained_model)
+        hidden = _hidden_size(pretrained_model.config)
+        self.v_head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.v_head.weight)
+        nn.init.zeros_(self.v_head.bias)
+        if value_head is not None:
+            self.v_head.load_state_dict(value_head)
+        self.v_head.float()
+        self._takes_position_ids = _accepts_position_ids(pretrained_model)
+
+    @classmethod
+    def _check_model_type(cls, config) -> None:
+        if cls.expected_model_type and config.model_type != cls.expected_model_type:
+            raise ValueError(
+                f"{cls.__name__} expects a '{cls.expected_model_type}' checkpoint but got model "
+                f"type '{config.model_type}'; use ValueHeadModel for any causal LM."
+            )
+
+    # -- transformers-style conveniences ------------------------------------------------
+    @property
+    def config(self):
+        return self.pretrained_model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def is_peft_model(self) -> bool:
+        return _is_peft(self.pretrained_model)
+
+    @property
+    def generation_config(self):
+        return self.pretrained_model.generation_config
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.pretrained_model.get_input_embeddings()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.get_input_embeddings().num_embeddings
+
+    def gradient_checkpointing_enable(self, **kwargs) -> None:
+        self.pretrained_model.gradient_checkpointing_enable(**kwargs)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool = False,
+        **kwargs,
+    ) -> ValueHeadOutput:
+        """input_ids `[batch, seq]` -> logits `[batch, seq, vocab]`, values `[batch, seq]`."""
+        if position_ids is not None and self._takes_position_ids:
+            kwargs["position_ids"] = position_ids
+        out = self.pretrained_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_hidden_states=True,
+            return_dict=True,
+            **kwargs,
+        )
+        last_hidden = out.hidden_states[-1]
+        values = self.v_head(last_hidden.float()).squeeze(-1)
+        return ValueHeadOutput(out.logits.float(), out.past_key_values, values)
+
+    @torch.no_grad()
+    def generate(self, *args, **kwargs):
+        """Passes through to the language model's `generate`."""
+        return self.pretrained_model.generate(*args, **kwargs)
+
+    # -- persistence ---------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, peft_config=None, **kwargs
+    ) -> ValueHeadModel:
+        """Load a causal LM (hub name or local dir) and its value head if one was saved.
+
+        `peft_config` (e.g. `peft.LoraConfig`) wraps the model in fresh LoRA adapters; a
+        directory saved from a LoRA model (it holds `adapter_config.json`) reloads its base
+        model and adapters, trainable. Other kwargs go to `AutoModelForCausalLM.from_pretrained`.
+        """
+        path = Path(name_or_path)
+        if path.is_dir() and (path / ADAPTER_CONFIG_FILE).exists():
+            from peft import PeftModel
+
+            base_name = json.loads((path / ADAPTER_CONFIG_FILE).read_text())["base_model_name_or_path"]
+            base = cls._load_lm(base_name, **kwargs)
+            lm = PeftModel.from_pretrained(base, str(path), is_trainable=True)
+        else:
+            lm = cls._load_lm(str(name_or_path), **kwargs)
+            if peft_config is not None:
+                from peft import get_peft_model
+
+                lm = get_peft_model(lm, peft_config)
+        head = _load_value_head(name_or_path)
+        if head is None:
+            logger.info("No value head in %s: starting a fresh (zero) value head.", name_or_path)
+        return cls(lm, value_head=head)
+
+    @classmethod
+    def _load_lm(cls, name_or_path: str, **kwargs) -> PreTrainedModel:
+        if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            if "/" not in name_or_path or name_or_path.startswith((".", "/")):
+                raise FileNotFoundError(
+                    f"Model '{name_or_path}' is not a local directory and the hub is offline "
+                    "(HF_HUB_OFFLINE=1); pass the path of a directory written by save_pretrained."
+                )
+        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
+        cls._check_model_type(config)
+        return AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Write the LM (or its adapter) in safetensors plus `value_head.safetensors`."""
+        os.makedirs(save_directory, exist_ok=True)
+        self.pretrained_model.save_pretrained(save_directory, safe_serialization=True, **kwargs)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.v_head.state_dict().items()}
+        save_file(state, os.path.join(save_directory, VALUE_HEAD_FILE))
+
+    def disabled_adapter(self):
+        """Context in which a LoRA model computes with its base weights: the PPO reference."""
+        if self.is_peft_model:
+            return self.pretrained_model.disable_adapter()
+        return contextlib.nullcontext()
+
+
+def _load_value_head(name_or_path) -> dict | None:
+    path = Path(name_or_path)
+    local = path / VALUE_HEAD_FILE
+    if local.exists():
+        return load_file(str(local))
+    if path.exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return load_file(hf_hub_download(str(name_or_path), VALUE_HEAD_FILE))
+    except Exception:  # a plain LM on the hub has no value head: that is the normal case
+        return None
+
+
+def _hidden_size(config) -> int:
+    for key in ("hidden_size", "n_embd", "d_model"):
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise ValueError(f"Cannot find the hidden size in config of type {type(config).__name__}.")
+
+
+def _accepts_position_ids(model: nn.Module) -> bool:
+    base = model.get_base_model() if _is_peft(model) else model
+    return "position_ids" in inspect.signature(base.forward).parameters

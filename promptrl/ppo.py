@@ -1,0 +1,462 @@
+"""PPO for causal language models: `PPOTrainer.step(queries, responses, scores)`.
+
+One step:
+1. rollout pass (no grad): log-probs and values of the policy, log-probs of the reference;
+2. rewards: a per-token KL penalty `-kl_coef * (logp - logp_ref)`, the score added at the last
+   response token;
+3. GAE advantages (whitened over the whole batch) and returns;
+4. `ppo_epochs` passes over shuffled minibatches: clipped policy loss + clipped value loss;
+5. the KL controller moves toward its target.
+
+Sequences are packed per (mini)batch as `[left-padded query | response | right padding]`, so
+responses start at the same column and padding is only as long as the (mini)batch needs.
+Everything runs through `accelerate.Accelerator`: one CPU process, one GPU or N data-parallel
+processes with the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from .core import (
+    AdaptiveKLController,
+    FixedKLController,
+    RunningMoments,
+    clip_by_value,
+    compute_advantages,
+    entropy_from_logits,
+    logprobs_from_logits,
+    masked_mean,
+    masked_var,
+    whiten,
+)
+from .models import ValueHeadModel
+from .ppo_config import PPOConfig
+
+
+class PackedBatch:
+    """Queries and responses packed into one padded tensor.
+
+    input_ids / attention_mask / position_ids: `[n, q_len + r_len]`;
+    response_mask: `[n, r_len]` (1 on real response tokens).
+    """
+
+    def __init__(self, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], pad_id: int):
+        n = len(queries)
+        self.q_len = max(len(q) for q in queries)
+        self.r_len = max(len(r) for r in responses)
+        device = queries[0].device
+        total = self.q_len + self.r_len
+        self.input_ids = torch.full((n, total), pad_id, dtype=torch.long, device=device)
+        self.attention_mask = torch.zeros((n, total), dtype=torch.long, device=device)
+        for i, (q, r) in enumerate(zip(queries, responses)):
+            start = self.q_len - len(q)
+            end = self.q_len + len(r)
+            self.input_ids[i, start : self.q_len] = q
+            self.input_ids[i, self.q_len : end] = r
+            self.attention_mask[i, start:end] = 1
+        self.position_ids = (self.attention_mask.cumsum(1) - 1).clamp(min=0)
+        self.response_mask = self.attention_mask[:, self.q_len :].float()
+
+
+class PPOTrainer:
+    """Proximal Policy Optimisation for a `ValueHeadModel`.
+
+    Args:
+        model: the policy (`ValueHeadModel` or a seed-style subclass).
+        ref_model: the frozen reference. None: for a LoRA policy, the same weights with the
+            adapter disabled (no second copy); otherwise a frozen deep copy of `model`.
+        tokenizer: used for its pad token id only (any id works: padding is masked).
+        config: a `PPOConfig`; or pass seed-style keyword params (`batch_size=1, ...`).
+        optimizer: defaults to AdamW over the trainable parameters.
+        accelerator: defaults to a new `Accelerator(mixed_precision=config.mixed_precision)`.
+    """
+
+    def __init__(
+        self,
+        model: ValueHeadModel,
+        ref_model: ValueHeadModel | None = None,
+        tokenizer=None,
+        config: PPOConfig | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        accelerator: Accelerator | None = None,
+        **ppo_params,
+    ):
+        if config is not None and ppo_params:
+            raise ValueError("Pass either a PPOConfig or keyword PPO parameters, not both.")
+        self.config = config if config is not None else PPOConfig.from_kwargs(**ppo_params)
+        if not isinstance(model, ValueHeadModel):
+            raise TypeError(
+                f"model must be a ValueHeadModel (got {type(model).__name__}); "
+                "load one with ValueHeadModel.from_pretrained(name_or_path)."
+            )
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=self.config.mixed_precision,
+            gradient_accumulation_steps=self.config.gradient_accumulation_steps,
+        )
+        self.tokenizer = tokenizer
+        self.pad_id = _pad_id(tokenizer, model)
+        self.vocab_size = model.vocab_size
+        if optimizer is None:
+            optimizer = torch.optim.AdamW(
+                [p for p in model.parameters() if p.requires_grad],
+                lr=self.config.lr,
+                eps=self.config.adam_eps,
+                weight_decay=self.config.weight_decay,
+            )
+        model.train()
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if ref_model is None and not model.is_peft_model:
+            ref_model = copy.deepcopy(model)
+        if ref_model is not None:
+            ref_model = ref_model.to(self.accelerator.device).eval().requires_grad_(False)
+        self.ref_model = ref_model
+        if self.config.adap_kl_ctrl:
+            self.kl_ctl = AdaptiveKLController(self.config.init_kl_coef, self.config.target, self.config.horizon)
+        else:
+            self.kl_ctl = FixedKLController(self.config.init_kl_coef)
+        self.score_moments = RunningMoments()
+        self.current_step = 0
+        self.minibatch_stats: list[dict[str, float]] = []
+        """Per-minibatch statistics of the last step, in training order."""
+
+    @property
+    def policy(self) -> ValueHeadModel:
+        """The policy without any data-parallel wrapper."""
+        return self.accelerator.unwrap_model(self.model)
+
+    # -- input checking ------------------------------------------------------------------
+    def _check_inputs(self, queries, responses, scores) -> tuple[list, list, torch.Tensor]:
+        queries = _as_token_list(queries, "queries", self.vocab_size)
+        responses = _as_token_list(responses, "responses", self.vocab_size)
+        scores = _as_scores(scores)
+        lengths = {"queries": len(queries), "responses": len(responses), "scores": len(scores)}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"step() got lists of different lengths {lengths}; pass one query, response and score per sample.")
+        if len(queries) != self.config.batch_size:
+            raise ValueError(
+                f"step() got {len(queries)} samples but batch_size is {self.config.batch_size}; "
+                "pass exactly batch_size samples or set PPOConfig.batch_size."
+            )
+        for i, q in enumerate(queries):
+            if len(q) == 0:
+                raise ValueError(f"queries[{i}] is empty; each query needs at least one token.")
+        for i, r in enumerate(responses):
+            if len(r) == 0:
+                raise ValueError(f"responses[{i}] is empty; drop samples whose response has no tokens.")
+        device = self.accelerator.device
+        return [q.to(device) for q in queries], [r.to(device) for r in responses], scores.to(device)
+
+    # -- forward passes --------------------------------------------------------------------
+    def _forward(self, model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Response log-probs `[n, r_len]`, values `[n, r_len]` and logits `[n, r_len, vocab]`.
+
+        The logit at column t predicts the token at t+1, so the response's predictions start
+        one column before it; the value of a response token is that of the state before it.
+        """
+        logits, _, values = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+        )
+        start, end = batch.q_len - 1, batch.q_len - 1 + batch.r_len
+        logits = logits[:, start:end] / self.config.temperature
+        logprobs = logprobs_from_logits(logits, batch.input_ids[:, batch.q_len :])
+        return logprobs, values[:, start:end], logits
+
+    @torch.no_grad()
+    def _rollout_pass(self, queries, responses):
+        """Old log-probs, reference log-probs and values, `[batch, max_response_len]` each.
+
+        Forward chunks group samples of similar length so padding stays short.
+        """
+        n = len(queries)
+        r_max = max(len(r) for r in responses)
+        device = self.accelerator.device
+        logprobs = torch.zeros(n, r_max, device=device)
+        ref_logprobs = torch.zeros(n, r_max, device=device)
+        values = torch.zeros(n, r_max, device=device)
+        mask = torch.zeros(n, r_max, device=device)
+        order = sorted(range(n), key=lambda i: (len(queries[i]) + len(responses[i]), len(responses[i])))
+        policy = self.policy
+        fbs = self.config.forward_batch_size
+        for start in range(0, n, fbs):
+            idx = order[start : start + fbs]
+            batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
+            r = batch.r_len
+            with self.accelerator.autocast():
+                lp, v, _ = self._forward(policy, batch)
+                if self.ref_model is not None:
+                    ref_lp, _, _ = self._forward(self.ref_model, batch)
+                else:
+                    with policy.disabled_adapter():
+                        ref_lp, _, _ = self._forward(policy, batch)
+            index = torch.tensor(idx, device=device)
+            logprobs[index, :r] = lp * batch.response_mask
+            ref_logprobs[index, :r] = ref_lp * batch.response_mask
+            values[index, :r] = v * batch.response_mask
+            mask[index, :r] = batch.response_mask
+        return logprobs, ref_logprobs, values, mask
+
+    # -- rewards ---------------------------------------------------------------------------
+    def _scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.use_score_scaling:
+            self.score_moments.update(scores)
+            if cfg.use_score_norm:
+                scores = (scores - self.score_moments.mean) / (self.score_moments.std + 1e-8)
+            else:
+                scores = scores / (self.score_moments.std + 1e-8)
+        if cfg.score_clip is not None:
+            scores = scores.clamp(-cfg.score_clip, cfg.score_clip)
+        return scores
+
+    def compute_rewards(self, scores, logprobs, ref_logprobs, mask):
+        """Per-token rewards `[batch, r_len]`: KL penalty everywhere, score on the last token.
+
+        Returns `(rewards, non_score_rewards, kl)`.
+        """
+        kl = (logprobs - ref_logprobs) * mask
+        non_score = -self.kl_ctl.value * kl
+        rewards = non_score.clone()
+        last = mask.sum(1).long() - 1
+        rewards[torch.arange(len(scores), device=rewards.device), last] += scores
+        return rewards, non_score, kl
+
+    # -- the loss ----------------------------------------------------------------------------
+    def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, logits, mask):
+        """Clipped PPO policy loss plus `vf_coef` x clipped value loss. All `[n, r_len]`."""
+        cfg = self.config
+        vpred_clipped = clip_by_value(vpreds, values - cfg.cliprange_value, values + cfg.cliprange_value)
+        vf_losses1 = (vpreds - returns) ** 2
+        vf_losses2 = (vpred_clipped - returns) ** 2
+        vf_loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)
+        log_ratio = logprobs - old_logprobs
+        ratio = torch.exp(log_ratio)
+        pg_losses1 = -advantages * ratio
+        pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - cfg.cliprange, 1.0 + cfg.cliprange)
+        pg_loss = masked_mean(torch.max(pg_losses1, pg_losses2), mask)
+        loss = pg_loss + cfg.vf_coef * vf_loss
+        with torch.no_grad():
+            stats = {
+                "ppo/loss/policy": pg_loss,
+                "ppo/loss/value": vf_loss,
+                "ppo/loss/total": loss,
+                "ppo/policy/entropy": masked_mean(entropy_from_logits(logits), mask),
+                "ppo/policy/approxkl": 0.5 * masked_mean(log_ratio**2, mask),
+                "ppo/policy/policykl": masked_mean(-log_ratio, mask),
+                "ppo/policy/clipfrac": masked_mean((pg_losses2 > pg_losses1).float(), mask),
+                "ppo/policy/ratio": masked_mean(ratio, mask),
+                "ppo/policy/ratio_max_dev": ((ratio - 1).abs() * mask).max(),
+                "ppo/val/vpred": masked_mean(vpreds, mask),
+                "ppo/val/error": masked_mean((vpreds - returns) ** 2, mask),
+                "ppo/val/clipfrac": masked_mean((vf_losses2 > vf_losses1).float(), mask),
+            }
+        return loss, stats
+
+    # -- the step ----------------------------------------------------------------------------
+    def step(self, queries, responses, scores) -> dict:
+        """Run one PPO step.
+
+        Args:
+            queries: list of 1-D token tensors (any lengths).
+            responses: list of 1-D token tensors (any lengths >= 1).
+            scores: list of scalar tensors/floats, or a 1-D tensor: one score per sample.
+
+        Returns the statistics dict (`objective/*`, `ppo/*`, `time/ppo/*`). Bad input raises
+        ValueError before anything changes.
+        """
+        cfg = self.config
+        t_start = time.perf_counter()
+        queries, responses, scores = self._check_inputs(queries, responses, scores)
+        raw_scores = scores
+        scores = self._scale_scores(scores)
+        n = len(queries)
+
+        t0 = time.perf_counter()
+        old_logprobs, ref_logprobs, values, mask = self._rollout_pass(queries, responses)
+        t_forward = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        rewards, non_score, kl = self.compute_rewards(scores, old_logprobs, ref_logprobs, mask)
+        if cfg.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False, global_batch=True)
+        advantages, returns = compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)
+        advantages = whiten(advantages, mask, global_batch=True)
+        t_rewards = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        mbs = min(cfg.mini_batch_size, n)
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.current_step)
+        collected: list[dict[str, torch.Tensor]] = []
+        epochs_done = 0
+        perm_epochs = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
+        for perm in perm_epochs:
+            epoch_stats = []
+            for start in range(0, n, mbs):
+                idx = perm[start : start + mbs].tolist()
+                epoch_stats.append(self._train_minibatch(idx, queries, responses, old_logprobs, values, advantages, returns))
+            collected.extend(epoch_stats)
+            epochs_done += 1
+            if cfg.early_stopping:
+                approxkl = torch.stack([s["ppo/policy/approxkl"] for s in epoch_stats]).mean()
+                approxkl = self.accelerator.reduce(approxkl, reduction="mean")
+                if approxkl > 1.5 * cfg.target_kl:
+                    break
+        t_optimize = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        train_stats = {k: torch.stack([s[k] for s in collected]) for k in collected[0]}
+        self.minibatch_stats = [
+            dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
+        ]
+        stats = self._batch_stats(raw_scores, old_logprobs, ref_logprobs, values, mask, kl, non_score, advantages, returns)
+        stats.update({k: v.mean().item() if not k.endswith("max_dev") else v.max().item() for k, v in train_stats.items()})
+        stats["ppo/epochs"] = epochs_done
+        stats["ppo/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        stats["objective/kl_coef"] = self.kl_ctl.value
+        stats["tokens/queries_len_mean"] = float(np.mean([len(q) for q in queries]))
+        stats["tokens/responses_len_mean"] = float(np.mean([len(r) for r in responses]))
+        t_stats = time.perf_counter() - t0
+
+        self.kl_ctl.update(stats["objective/kl"], n * self.accelerator.num_processes)
+        self.current_step += 1
+        stats.update(
+            {
+                "time/ppo/forward_pass": t_forward,
+                "time/ppo/compute_rewards": t_rewards,
+                "time/ppo/optimize_step": t_optimize,
+                "time/ppo/calc_stats": t_stats,
+                "time/ppo/total": time.perf_counter() - t_start,
+            }
+        )
+        return stats
+
+    def _train_minibatch(self, idx, queries, responses, old_logprobs, values, advantages, returns):
+        batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
+        r = batch.r_len
+        rows = torch.tensor(idx, device=old_logprobs.device)
+        mask = batch.response_mask
+        with self.accelerator.accumulate(self.model), self.accelerator.autocast():
+            logprobs, vpreds, logits = self._forward(self.model, batch)
+            loss, stats = self.loss(
+                old_logprobs[rows, :r], values[rows, :r], advantages[rows, :r], returns[rows, :r],
+                logprobs, vpreds, logits, mask,
+            )
+            self.accelerator.backward(loss)
+            if self.config.max_grad_norm is not None and self.accelerator.sync_gradients:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        return stats
+
+    @torch.no_grad()
+    def _batch_stats(self, scores, logprobs, ref_logprobs, values, mask, kl, non_score, advantages, returns) -> dict:
+        kl_per_seq = kl.sum(1)
+        returns_var = masked_var(returns, mask)
+        stats = {
+            "objective/kl": kl_per_seq.mean(),
+            "objective/logprobs": masked_mean(logprobs, mask),
+            "objective/ref_logprobs": masked_mean(ref_logprobs, mask),
+            "objective/entropy": (-logprobs * mask).sum(1).mean(),
+            "ppo/mean_non_score_reward": non_score.sum(1).mean(),
+            "ppo/mean_scores": scores.mean(),
+            "ppo/std_scores": scores.std() if len(scores) > 1 else torch.zeros(()),
+            "ppo/policy/advantages_mean": masked_mean(advantages, mask),
+            "ppo/returns/mean": masked_mean(returns, mask),
+            "ppo/returns/var": returns_var,
+            "ppo/val/mean": masked_mean(values, mask),
+            "ppo/val/var": masked_var(values, mask),
+            "ppo/val/var_explained": 1 - masked_var(returns - values, mask) / returns_var.clamp(min=1e-8),
+        }
+        names = list(stats)
+        flat = torch.stack([stats[k].float() for k in names]).cpu().tolist()
+        out = dict(zip(names, flat))
+        out["objective/kl_dist"] = kl_per_seq.cpu().numpy()
+        out["ppo/policy/advantages"] = advantages[mask.bool()].cpu().numpy()
+        return out
+
+    # -- checkpoint state --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Optimizer, KL controller, score statistics and step count (weights are saved apart)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            "score_moments": self.score_moments.state_dict(),
+            "current_step": self.current_step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.score_moments.load_state_dict(state["score_moments"])
+        self.current_step = int(state["current_step"])
+
+
+def _pad_id(tokenizer, model) -> int:
+    for source in (tokenizer, getattr(model, "config", None)):
+        for key in ("pad_token_id", "eos_token_id"):
+            value = getattr(source, key, None)
+            if isinstance(value, int):
+                return value
+    return 0
+
+
+def _as_token_list(x, name: str, vocab_size: int) -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        if x.dim() != 2:
+            raise ValueError(f"{name} as a tensor must be 2-D [batch, len]; got shape {list(x.shape)}. Or pass a list of 1-D tensors.")
+        x = list(x)
+    if not isinstance(x, (list, tuple)):
+        raise ValueError(f"{name} must be a list of 1-D token tensors; got {type(x).__name__}.")
+    out = []
+    for i, t in enumerate(x):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name}[{i}] must be a torch.Tensor of token ids; got {type(t).__name__}.")
+        if t.dim() != 1:
+            raise ValueError(f"{name}[{i}] has shape {list(t.shape)}; pass 1-D token tensors (e.g. tensor[0] of a [1, len] batch).")
+        if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"{name}[{i}] has dtype {t.dtype}; token ids must be an integer tensor (torch.long).")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
+            raise ValueError(
+                f"{name}[{i}] holds token ids outside the model's vocabulary [0, {vocab_size}): "
+                f"min {int(t.min())}, max {int(t.max())}. Use the tokenizer that matches the model."
+            )
+        out.append(t.long())
+    return out
+
+
+def _as_scores(scores) -> torch.Tensor:
+    if isinstance(scores, torch.Tensor):
+        if scores.dim() > 1 and not (scores.dim() == 2 and scores.shape[1] == 1):
+            raise ValueError(f"scores as a tensor must be 1-D [batch]; got shape {list(scores.shape)}.")
+        values = scores.detach().reshape(-1)
+    else:
+        if not isinstance(scores, (list, tuple)):
+            raise ValueError(f"scores must be a list of scalars or a 1-D tensor; got {type(scores).__name__}.")
+        items = []
+        for i, s in enumerate(scores):
+            if isinstance(s, torch.Tensor):
+                if s.numel() != 1:
+                    raise ValueError(f"scores[{i}] has shape {list(s.shape)}; each score must be a scalar.")
+                s = s.detach().reshape(()).float().cpu()
+            elif isinstance(s, (int, float, np.number)) and not isinstance(s, bool):
+                s = torch.tensor(float(s))
+            else:
+                raise ValueError(f"scores[{i}] is a {type(s).__name__}; each score must be a number or a scalar tensor.")
+            items.append(s)
+        values = torch.stack(items) if items else torch.zeros(0)
+    values = values.float()
+    bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"scores hold non-finite values at positions {bad}; check the reward function.")
+    return values
+
+
+__all__ = ["PPOConfig", "PPOTrainer", "PackedBatch"]

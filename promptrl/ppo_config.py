@@ -1,0 +1,96 @@
+"""PPO hyper-parameters. Defaults are the seed's (trl 0.1) where it had the key."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class PPOConfig:
+    lr: float = 1.41e-5
+    """Adam learning rate."""
+    adap_kl_ctrl: bool = True
+    """Adapt the KL coefficient toward `target` (else keep `init_kl_coef` fixed)."""
+    init_kl_coef: float = 0.2
+    """Starting weight of the per-token KL penalty against the reference model."""
+    target: float = 6.0
+    """Target KL (nats per sequence) of the adaptive controller."""
+    horizon: float = 10000
+    """Horizon of the adaptive controller: larger means slower coefficient changes."""
+    gamma: float = 1.0
+    """Discount factor."""
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    """PPO clip range of the probability ratio."""
+    cliprange_value: float = 0.2
+    """Clip range of the value prediction around the rollout's value."""
+    vf_coef: float = 0.1
+    """Weight of the value loss."""
+    batch_size: int = 256
+    """Samples per `step` call (per process)."""
+    forward_batch_size: int = 16
+    """Samples per no-grad forward pass when computing rollout log-probs and values."""
+    mini_batch_size: int = 16
+    """Samples per gradient step; capped at `batch_size`."""
+    ppo_epochs: int = 4
+    """Passes over the shuffled batch per `step`."""
+    gradient_accumulation_steps: int = 1
+    """Minibatches whose gradients are summed before one optimizer step."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this (None: no clipping)."""
+    early_stopping: bool = False
+    """Stop the epochs of a step once the approximate KL exceeds 1.5 x `target_kl`."""
+    target_kl: float = 1.0
+    """Approximate-KL threshold for early stopping."""
+    use_score_scaling: bool = False
+    """Divide scores by their running standard deviation."""
+    use_score_norm: bool = False
+    """With score scaling, also subtract the running mean."""
+    score_clip: float | None = None
+    """Clip (scaled) scores to [-score_clip, score_clip]."""
+    whiten_rewards: bool = False
+    """Whiten the per-token rewards before GAE."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts: log-probs are computed at the same temperature."""
+    adam_eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    mixed_precision: str = "no"
+    """accelerate mixed precision: 'no', 'fp16' or 'bf16'."""
+    seed: int = 0
+    """Seed of the minibatch shuffling."""
+
+    def __post_init__(self):
+        checks = {
+            "batch_size": self.batch_size >= 1,
+            "forward_batch_size": self.forward_batch_size >= 1,
+            "mini_batch_size": self.mini_batch_size >= 1,
+            "ppo_epochs": self.ppo_epochs >= 1,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
+            "lr": self.lr > 0,
+            "temperature": self.temperature > 0,
+            "cliprange": self.cliprange > 0,
+            "horizon": self.horizon > 0,
+            "target": self.target > 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"PPOConfig: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range (must be positive).")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"PPOConfig.mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
+
+    @classmethod
+    def from_kwargs(cls, **params) -> PPOConfig:
+        """Build from seed-style keyword params; an unknown key is an error naming the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown PPO parameter(s) {unknown}. Known parameters: {', '.join(sorted(known))}."
+            )
+        return cls(**params)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
