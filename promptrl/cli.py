@@ -1,0 +1,198 @@
+"""Command line: `promptrl {train,sft,generate,render,score,app}` (also `python -m promptrl`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("promptrl")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="named config: tiny, bloom-560m, gpt2")
+    p.add_argument("--config", default=None, help="YAML file of config values (on top of the preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any field, e.g. --set ppo.lr=1e-4 --set steps=50 (repeatable)")
+    p.add_argument("--output-dir", default=None, help="where the run writes (same as --set output_dir=...)")
+
+
+def _load(args):
+    from .config import load_config
+
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    return load_config(args.preset or (None if args.config else "tiny"), args.config, overrides)
+
+
+def cmd_train(args) -> None:
+    from .trainer import PromptTrainer
+
+    config = _load(args)
+    trainer = PromptTrainer(config)
+    history = trainer.train(resume=args.resume)
+    third = max(1, len(history) // 3)
+    first = sum(h["reward/total/mean"] for h in history[:third]) / third
+    last = sum(h["reward/total/mean"] for h in history[-third:]) / third
+    print(f"Trained {trainer.step} steps; mean reward {first:.4f} (first third) -> {last:.4f} (last third).")
+    print(f"Model: {trainer.output_dir / 'model'}  report: {trainer.output_dir / 'report.png'}  "
+          f"samples: {trainer.output_dir / 'samples.md'}")
+
+
+def cmd_sft(args) -> None:
+    from .trainer import PromptTrainer
+
+    config = _load(args)
+    if args.corpus:
+        from dataclasses import replace
+
+        config = replace(config, sft=replace(config.sft, corpus=args.corpus))
+    trainer = PromptTrainer(config)
+    out = trainer.warm_start()
+    print(f"Supervised warm start saved to {out}")
+
+
+def _policy(model_dir: str):
+    from transformers import AutoTokenizer
+
+    from .models import ValueHeadModel
+
+    if not Path(model_dir).exists():
+        raise FileNotFoundError(f"Model directory {model_dir} does not exist.")
+    return ValueHeadModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+
+
+def cmd_generate(args) -> None:
+    import torch
+
+    from .generation import PromptGenerationConfig, PromptGenerator
+
+    model, tokenizer = _policy(args.model)
+    torch.manual_seed(args.seed)
+    gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(
+        template=args.template, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p))
+    ideas = [idea for idea in args.ideas for _ in range(args.num)]
+    for idea, prompt in zip(ideas, gen(ideas).prompts):
+        print(json.dumps({"idea": idea, "prompt": prompt}) if args.json else f"{idea} -> {prompt}")
+
+
+def _renderer(args):
+    from .presets import resolve_tiny
+    from .rendering import RenderConfig, Renderer
+
+    cfg = RenderConfig(pipeline=args.pipeline, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                       height=args.size, width=args.size, seed=args.seed)
+    return Renderer(resolve_tiny(cfg))
+
+
+def cmd_render(args) -> None:
+    from .trainer import to_pil
+
+    out = _renderer(args)(args.prompts)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for i, (img, seed) in enumerate(zip(to_pil(out.images), out.seeds)):
+        path = Path(args.out) / f"{i:03d}_seed{seed}.png"
+        img.save(path)
+        print(path)
+
+
+def cmd_score(args) -> None:
+    from .config import load_config
+    from .presets import resolve_tiny
+    from .rewards import build_reward, score
+
+    config = resolve_tiny(load_config(args.preset, args.config, args.overrides))
+    images = _renderer(args)(args.prompts, ideas=args.ideas or args.prompts)
+    reward = build_reward(config.rewards.terms, clip_model_name=config.rewards.clip_model,
+                          clip_pretrained=config.rewards.clip_pretrained,
+                          aesthetic_weights=config.rewards.aesthetic_weights)
+    total, comps = score(reward, images.images, images.prompts, args.ideas or args.prompts)
+    for i, prompt in enumerate(images.prompts):
+        row = {"prompt": prompt, "reward": round(total[i].item(), 5)}
+        row.update({k: round(v[i].item(), 5) for k, v in comps.items()})
+        print(json.dumps(row))
+
+
+def cmd_app(args) -> None:
+    import runpy
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    sys.argv = ["app.py", *args.app_args]
+    runpy.run_path(str(app), run_name="__main__")
+
+
+def _render_args(p: argparse.ArgumentParser, default_pipeline: str) -> None:
+    p.add_argument("prompts", nargs="+", help="prompts to render")
+    p.add_argument("--pipeline", default=default_pipeline, help="diffusers pipeline: hub name, local dir, or tiny:pipeline")
+    p.add_argument("--steps", type=int, default=1, help="inference steps")
+    p.add_argument("--guidance", type=float, default=0.0, help="guidance scale")
+    p.add_argument("--size", type=int, default=512, help="image height and width")
+    p.add_argument("--seed", type=int, default=0, help="base seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptrl", description="PPO fine-tuning of a Stable Diffusion prompt generator.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="run PPO on image rewards (SFT warm start first if the config enables it)")
+    _config_args(p)
+    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue from")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sft", help="supervised warm start of the generator on a prompt corpus")
+    _config_args(p)
+    p.add_argument("--corpus", default=None, help="text file of prompts or idea<TAB>prompt lines")
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("generate", help="expand ideas into prompts with a trained generator")
+    p.add_argument("ideas", nargs="+", help="short ideas, e.g. 'a lighthouse in a storm'")
+    p.add_argument("--model", required=True, help="directory written by save_pretrained (e.g. runs/tiny/model)")
+    p.add_argument("--template", default="Idea: {idea}\nPrompt:", help="query template with {idea}")
+    p.add_argument("--num", type=int, default=1, help="prompts per idea")
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("render", help="render prompts with a diffusers pipeline")
+    _render_args(p, "stabilityai/sd-turbo")
+    p.add_argument("--out", default="renders", help="output folder")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("score", help="render prompts and print each reward component")
+    _render_args(p, "stabilityai/sd-turbo")
+    p.add_argument("--ideas", nargs="*", default=None, help="ideas for the similarity reward (default: the prompts)")
+    p.add_argument("--preset", default="bloom-560m", help="preset whose rewards to use")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("app", help="serve the Gradio app (arguments go to app.py)")
+    p.add_argument("app_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_app)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        if args.verbose:
+            raise
+        print(f"promptrl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""The image-reward loop: ideas -> prompts -> Stable Diffusion -> rewards -> PPO.
+
+`PromptTrainer(config).train()` runs it with progress, metrics (JSONL + accelerate trackers),
+image grids, atomic checkpoints that resume exactly, a report and the final model.
+
+Output directory:
+    config.yaml, metrics.jsonl, images/step_XXXXXX.png, checkpoint-XXXXXX/ (model + tokenizer +
+    trainer_state.pt), sft/ (warm-start model), model/ (final), report.png, samples.md,
+    before_after.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from .config import TrainConfig, save_config
+from .generation import PromptGenerator
+from .models import ValueHeadModel
+from .plots import image_grid, plot_report
+from .ppo import PPOTrainer
+from .presets import resolve_tiny
+from .rendering import Renderer
+from .rewards import PerIdeaBaseline, build_reward, score
+from .sft import load_corpus, supervised_finetune
+
+logger = logging.getLogger("promptrl")
+
+BUNDLED_IDEAS = Path(__file__).parent / "data" / "ideas.txt"
+STATE_FILE = "trainer_state.pt"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def load_ideas(source) -> list[str]:
+    """Ideas from a list, a text file (one per line), 'bundled', or a `datasets` dataset.
+
+    A dataset (object, or `hf:<name>[:<column>]`) uses its `idea` column, else its first string
+    column.
+    """
+    if isinstance(source, (list, tuple)):
+        ideas = [str(s).strip() for s in source]
+    elif hasattr(source, "column_names"):
+        ideas = _dataset_column(source)
+    elif isinstance(source, str) and source.startswith("hf:"):
+        import datasets
+
+        _, name, *column = source.split(":")
+        ds = datasets.load_dataset(name, split="train")
+        ideas = [str(x).strip() for x in ds[column[0]]] if column else _dataset_column(ds)
+    else:
+        path = BUNDLED_IDEAS if source == "bundled" else Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"Ideas file {path} does not exist; pass a text file with one idea per line.")
+        ideas = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    ideas = [i for i in ideas if i]
+    if not ideas:
+        raise ValueError("No ideas to train on: the ideas source is empty.")
+    return ideas
+
+
+def _dataset_column(ds) -> list[str]:
+    names = ds.column_names
+    column = "idea" if "idea" in names else next((c for c in names if isinstance(ds[0][c], str)), None)
+    if column is None:
+        raise ValueError(f"The dataset has no text column (columns: {names}); name one with hf:<name>:<column>.")
+    return [str(x).strip() for x in ds[column]]
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def to_pil(images: torch.Tensor) -> list:
+    """`[batch, 3, H, W]` floats in [0, 1] -> PIL images."""
+    from PIL import Image
+
+    arr = (images.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+def distinct_bigrams(prompts: list[str]) -> float:
+    """Distinct word bigrams / all bigrams over the batch: falls toward 0 when prompts collapse."""
+    grams = [tuple(w[i : i + 2]) for p in prompts for w in [p.lower().split()] for i in range(len(w) - 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """`path` itself if it is a checkpoint, else the newest `checkpoint-*` inside it."""
+    path = Path(path)
+    if (path / STATE_FILE).exists():
+        return path
+    found = sorted((p for p in path.glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and (p / STATE_FILE).exists()),
+                   key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+    if not found:
+        raise FileNotFoundError(f"No checkpoint to resume in {path}: expected {STATE_FILE} or checkpoint-* directories.")
+    return found[-1]
+
+
+class PromptTrainer:
+    """Fine-tunes a prompt generator with PPO on image rewards.
+
+    Args:
+        config: a `TrainConfig` (see `presets.get_preset` / `config.load_config`).
+        reward: any reward callable `(images, prompts, ideas) -> Tensor[batch]` or a
+            `rewards.WeightedSum`; default: built from `config.rewards`.
+        ideas: list, text file, or `datasets` dataset; default: `config.ideas`.
+    """
+
+    def __init__(self, config: TrainConfig, reward=None, ideas=None, accelerator: Accelerator | None = None):
+        config = resolve_tiny(config)
+        if config.ppo.temperature != config.generation.temperature:
+            config = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo, temperature=config.generation.temperature))
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=config.ppo.mixed_precision,
+            gradient_accumulation_steps=config.ppo.gradient_accumulation_steps,
+            log_with=list(config.trackers) or None,
+            project_dir=str(self.output_dir),
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(config.policy.tokenizer or config.policy.model)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.ideas = load_ideas(ideas if ideas is not None else config.ideas)
+        device = self.accelerator.device
+        self.reward = reward if reward is not None else build_reward(
+            config.rewards.terms, device=device, clip_model_name=config.rewards.clip_model,
+            clip_pretrained=config.rewards.clip_pretrained, aesthetic_weights=config.rewards.aesthetic_weights,
+        )
+        render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
+        self.renderer = Renderer(render_cfg)
+        self.baseline = PerIdeaBaseline() if config.rewards.per_idea_baseline else None
+        self.step = 0
+        self.history: list[dict] = []
+        self.start_model: str = config.policy.model
+        self.ppo: PPOTrainer | None = None
+        self.generator: PromptGenerator | None = None
+        self.before: list[dict] | None = None
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _peft_config(self):
+        if not self.config.policy.lora:
+            return None
+        from peft import LoraConfig
+
+        p = self.config.policy
+        return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, target_modules=p.lora_target_modules,
+                          lora_dropout=0.0, task_type="CAUSAL_LM")
+
+    def warm_start(self) -> str:
+        """Supervised fine-tuning on the SFT corpus; returns the directory of the result."""
+        cfg = self.config
+        out = self.output_dir / "sft"
+        model = ValueHeadModel.from_pretrained(cfg.policy.model).to(self.accelerator.device)
+        losses = supervised_finetune(model, self.tokenizer, load_corpus(cfg.sft.corpus), cfg.sft,
+                                     cfg.generation.template, seed=cfg.seed, progress=cfg.progress)
+        if self.accelerator.is_main_process:
+            model.save_pretrained(out)
+            self.tokenizer.save_pretrained(out)
+            (out / "sft_losses.json").write_text(json.dumps(losses))
+        self.accelerator.wait_for_everyone()
+        return str(out)
+
+    def setup(self, resume: str | Path | None = None) -> None:
+        """Load the policy (from a checkpoint when resuming), the reference and the PPO trainer."""
+        cfg = self.config
+        set_seed(cfg.seed)
+        state = None
+        if resume is not None:
+            ckpt = find_checkpoint(resume)
+            state = torch.load(ckpt / STATE_FILE, weights_only=False)
+            self.start_model = state["start_model"]
+            policy_source = str(ckpt)
+            logger.info("Resuming from %s (step %d).", ckpt, state["step"])
+        else:
+            if cfg.sft.enabled:
+                self.start_model = self.warm_start()
+            policy_source = self.start_model
+        peft_config = self._peft_config()
+        from_ckpt_peft = resume is not None and (Path(policy_source) / "adapter_config.json").exists()
+        policy = ValueHeadModel.from_pretrained(policy_source, peft_config=None if from_ckpt_peft else peft_config)
+        if cfg.policy.gradient_checkpointing:
+            policy.gradient_checkpointing_enable()
+        ref = None if policy.is_peft_model else ValueHeadModel.from_pretrained(self.start_model)
+        self.ppo = PPOTrainer(policy, ref, self.tokenizer, config=cfg.ppo, accelerator=self.accelerator)
+        self.generator = PromptGenerator(self.ppo.policy, self.tokenizer, cfg.generation)
+        if state is not None:
+            self.ppo.load_state_dict(state["ppo"])
+            self.step = state["step"]
+            self.history = state["history"]
+            self.before = state.get("before")
+            if self.baseline is not None and state.get("baseline") is not None:
+                self.baseline.load_state_dict(state["baseline"])
+            _set_rng_state(state["rng"])
+        if self.accelerator.is_main_process:
+            save_config(cfg, self.output_dir / "config.yaml")
+            with open(self.output_dir / "metrics.jsonl", "w") as f:
+                for row in self.history:
+                    f.write(json.dumps(row) + "\n")
+        if cfg.trackers:
+            flat = {k: v for k, v in _flatten(cfg.to_dict()).items() if isinstance(v, (int, float, str, bool))}
+            self.accelerator.init_trackers("promptrl", config=flat)
+
+    # -- one step ----------------------------------------------------------------------------
+    def ideas_for_step(self, step: int) -> list[str]:
+        """This process's ideas for `step`: consecutive slices of seeded shuffles of the ideas."""
+        n = len(self.ideas)
+        per_process = self.config.ppo.batch_size
+        world = self.accelerator.num_processes
+        start = (step * world + self.accelerator.process_index) * per_process
+        out = []
+        for k in range(start, start + per_process):
+            epoch, pos = divmod(k, n)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch))
+            out.append(self.ideas[int(perm[pos])])
+        return out
+
+    def rollout_and_score(self, ideas: list[str], return_pil: bool = False):
+        """Generate prompts, render and score them. Returns (rollout, render, total, components, times)."""
+        times = {}
+        t0 = time.perf_counter()
+        rollout = self.generator(ideas)
+        times["time/generate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        render = self.renderer(rollout.prompts, ideas=ideas, return_pil=return_pil)
+        times["time/render"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        total, components = score(self.reward, render.images, render.prompts, ideas)
+        times["time/score"] = time.perf_counter() - t0
+        return rollout, render, total, components, times
+
+    def train_step(self) -> dict:
+        """One PPO step on the next batch of ideas; returns its metrics. A failing reward raises
+        before the update, so the model is unchanged."""
+        cfg = self.config
+        ideas = self.ideas_for_step(self.step)
+        save_images = cfg.image_every > 0 and (self.step + 1) % cfg.image_every == 0
+        rollout, render, total, components, times = self.rollout_and_score(ideas)
+        scores = self.baseline.normalize(ideas, total) if self.baseline is not None else total
+        t0 = time.perf_counter()
+        stats = self.ppo.step(rollout.queries, rollout.responses, scores)
+        times["time/optimize"] = time.perf_counter() - t0
+        self.step += 1
+        metrics = {"step": self.step}
+        for name, values in {"total": total, **components}.items():
+            metrics[f"reward/{name}/mean"] = values.mean().item()
+            metrics[f"reward/{name}/std"] = values.std().item() if len(values) > 1 else 0.0
+        metrics["prompt/truncation_rate"] = float(np.mean(render.truncated))
+        metrics["prompt/words_mean"] = float(np.mean([len(p.split()) for p in rollout.prompts]))
+        metrics["prompt/distinct_bigrams"] = distinct_bigrams(rollout.prompts)
+        metrics.update(rollout.stats)
+        metrics.update({k: v for k, v in stats.items() if isinstance(v, (int, float))})
+        metrics.update(times)
+        if save_images and self.accelerator.is_main_process:
+            captions = [f"{r:.3f} | {p}" for r, p in zip(total.tolist(), render.prompts)]
+            (self.output_dir / "images").mkdir(exist_ok=True)
+            image_grid(to_pil(render.images), captions).save(self.output_dir / "images" / f"step_{self.step:06d}.png")
+        return metrics
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(
+        self,
+        resume: str | Path | None = None,
+        steps: int | None = None,
+        callback: Callable[[dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[dict]:
+        """Run until `config.steps` (or `steps` more) steps are done; returns the metrics history.
+
+        `callback(metrics)` runs after every step; `should_stop()` ends the run early (with a
+        checkpoint and the final artefacts).
+        """
+        cfg = self.config
+        if self.ppo is None:
+            self.setup(resume)
+        if self.before is None:
+            self.before = self.evaluate()
+        total = cfg.steps if steps is None else self.step + steps
+        bar = tqdm(total=total, initial=self.step, desc="ppo", disable=not cfg.progress or not self.accelerator.is_main_process)
+        while self.step < total:
+            metrics = self.train_step()
+            self.history.append(metrics)
+            self._log(metrics)
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward/total/mean']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
+            if callback is not None:
+                callback(metrics)
+            stop = should_stop is not None and should_stop()
+            if cfg.save_every > 0 and (self.step % cfg.save_every == 0 or stop):
+                self.save_checkpoint()
+            if stop:
+                break
+        bar.close()
+        self.finish()
+        return self.history
+
+    def _log(self, metrics: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        with open(self.output_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if self.config.trackers:
+            self.accelerator.log(metrics, step=metrics["step"])
+
+    # -- checkpoints and final artefacts -------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        """Write `checkpoint-<step>` atomically (temp dir, then rename); keep the newest few."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return None
+        final = self.output_dir / f"checkpoint-{self.step:06d}"
+        tmp = self.output_dir / f".tmp-checkpoint-{self.step:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.ppo.policy.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        state = {
+            "step": self.step,
+            "ppo": self.ppo.state_dict(),
+            "rng": _rng_state(),
+            "history": self.history,
+            "before": self.before,
+            "start_model": self.start_model,
+            "baseline": self.baseline.state_dict() if self.baseline is not None else None,
+        }
+        torch.save(state, tmp / STATE_FILE)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        old = sorted(p for p in self.output_dir.glob("checkpoint-*") if CHECKPOINT_RE.match(p.name))
+        for p in old[: max(0, len(old) - self.config.keep_checkpoints)]:
+            shutil.rmtree(p, ignore_errors=True)
+        return final
+
+    @torch.no_grad()
+    def evaluate(self, ideas: list[str] | None = None) -> list[dict]:
+        """Prompts, rewards and images for fixed ideas, sampled with a fixed seed that leaves the
+        training RNG untouched."""
+        ideas = ideas or self.ideas[: self.config.eval_ideas]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 12345)
+            rollout, render, total, _, _ = self.rollout_and_score(ideas)
+        return [{"idea": i, "prompt": p, "reward": r, "image": img}
+                for i, p, r, img in zip(ideas, render.prompts, total.tolist(), to_pil(render.images))]
+
+    def finish(self) -> None:
+        """Final model, report.png, before/after table and grid."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        after = self.evaluate([b["idea"] for b in self.before])
+        self.ppo.policy.save_pretrained(self.output_dir / "model")
+        self.tokenizer.save_pretrained(self.output_dir / "model")
+        if self.history:
+            plot_report(self.history, self.output_dir / "report.png")
+        lines = ["| idea | before | reward | after | reward |", "|---|---|---|---|---|"]
+        for b, a in zip(self.before, after):
+            lines.append(f"| {b['idea']} | {b['prompt']} | {b['reward']:.3f} | {a['prompt']} | {a['reward']:.3f} |")
+        (self.output_dir / "samples.md").write_text("\n".join(lines) + "\n")
+        pics = [x["image"] for pair in zip(self.before, after) for x in pair]
+        caps = [f"{tag} {x['reward']:.3f} | {x['prompt']}" for pair in zip(self.before, after)
+                for tag, x in zip(("before", "after"), pair)]
+        image_grid(pics, caps, cols=2).save(self.output_dir / "before_after.png")
+        self.after = after
+        if self.config.trackers:
+            self.accelerator.end_training()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
