@@ -63,8 +63,10 @@ class RewardsConfig:
     """open_clip pretrained tag or local weights file."""
     aesthetic_weights: str | None = None
     """LAION aesthetic MLP weights: local file or `hf://repo/file` (default: the public one)."""
-    per_idea_baseline: bool = False
-    """Normalise each reward by running statistics of its idea (less variance)."""
+    baseline: str = "none"
+    """Reward normalisation against variance across ideas: 'none'; 'per_idea' (running mean/std of
+    each idea); 'group' (mean/std over this batch's samples of the same idea: needs
+    samples_per_idea >= 2)."""
 
 
 @dataclass
@@ -79,6 +81,8 @@ class TrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     ideas: str = "bundled"
     """Ideas: a text file (one per line), a `datasets` name with `:column`, or 'bundled'."""
+    samples_per_idea: int = 1
+    """Prompts sampled per idea in each batch (same idea, same image seed); must divide ppo.batch_size."""
     steps: int = 100
     """PPO steps to run."""
     output_dir: str = "runs/promptrl"

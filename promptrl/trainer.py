@@ -109,6 +109,23 @@ def distinct_bigrams(prompts: list[str]) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def group_normalize(ideas: list[str], rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """`(r - mean) / (std + eps)` over the samples of the same idea in this batch.
+
+    With one image seed per idea, samples of an idea differ only by their prompts, so this
+    keeps exactly the part of the reward the prompt is responsible for.
+    """
+    out = torch.zeros_like(rewards, dtype=torch.float32)
+    groups: dict[str, list[int]] = {}
+    for i, idea in enumerate(ideas):
+        groups.setdefault(idea, []).append(i)
+    for rows in groups.values():
+        values = rewards[rows].float()
+        std = values.std() if len(rows) > 1 else torch.zeros(())
+        out[rows] = (values - values.mean()) / (std + eps)
+    return out
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """`path` itself if it is a checkpoint, else the newest `checkpoint-*` inside it."""
     path = Path(path)
@@ -155,7 +172,13 @@ class PromptTrainer:
         )
         render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
         self.renderer = Renderer(render_cfg)
-        self.baseline = PerIdeaBaseline() if config.rewards.per_idea_baseline else None
+        if config.ppo.batch_size % config.samples_per_idea:
+            raise ValueError(f"samples_per_idea={config.samples_per_idea} must divide ppo.batch_size={config.ppo.batch_size}.")
+        if config.rewards.baseline not in ("none", "per_idea", "group"):
+            raise ValueError(f"rewards.baseline must be 'none', 'per_idea' or 'group'; got {config.rewards.baseline!r}.")
+        if config.rewards.baseline == "group" and config.samples_per_idea < 2:
+            raise ValueError("rewards.baseline='group' compares samples of the same idea: set samples_per_idea >= 2.")
+        self.baseline = PerIdeaBaseline() if config.rewards.baseline == "per_idea" else None
         self.step = 0
         self.history: list[dict] = []
         self.start_model: str = config.policy.model
@@ -229,16 +252,18 @@ class PromptTrainer:
 
     # -- one step ----------------------------------------------------------------------------
     def ideas_for_step(self, step: int) -> list[str]:
-        """This process's ideas for `step`: consecutive slices of seeded shuffles of the ideas."""
+        """This process's ideas for `step`: consecutive slices of seeded shuffles of the ideas,
+        each repeated `samples_per_idea` times."""
         n = len(self.ideas)
-        per_process = self.config.ppo.batch_size
+        repeat = self.config.samples_per_idea
+        per_process = self.config.ppo.batch_size // repeat
         world = self.accelerator.num_processes
         start = (step * world + self.accelerator.process_index) * per_process
         out = []
         for k in range(start, start + per_process):
             epoch, pos = divmod(k, n)
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch))
-            out.append(self.ideas[int(perm[pos])])
+            out.extend([self.ideas[int(perm[pos])]] * repeat)
         return out
 
     def rollout_and_score(self, ideas: list[str], return_pil: bool = False):
@@ -262,7 +287,12 @@ class PromptTrainer:
         ideas = self.ideas_for_step(self.step)
         save_images = cfg.image_every > 0 and (self.step + 1) % cfg.image_every == 0
         rollout, render, total, components, times = self.rollout_and_score(ideas)
-        scores = self.baseline.normalize(ideas, total) if self.baseline is not None else total
+        if self.baseline is not None:
+            scores = self.baseline.normalize(ideas, total)
+        elif cfg.rewards.baseline == "group":
+            scores = group_normalize(ideas, total)
+        else:
+            scores = total
         t0 = time.perf_counter()
         stats = self.ppo.step(rollout.queries, rollout.responses, scores)
         times["time/optimize"] = time.perf_counter() - t0

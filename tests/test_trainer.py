@@ -1,0 +1,141 @@
+"""The image-reward loop end to end on the tiny preset: learning, exact resume, user rewards."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from promptrl.config import load_config
+from promptrl.rewards import RewardError
+from promptrl.trainer import PromptTrainer, find_checkpoint
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_cache(tmp_path_factory):
+    """Tiny models are built once per test session into its temp dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
+        yield
+
+
+def small_config(out, **overrides):
+    """The tiny preset, shrunk: no SFT, 4 samples per step, no trackers."""
+    base = [f"output_dir={out}", "sft.enabled=false", "ppo.batch_size=4", "ppo.mini_batch_size=2",
+            "ppo.forward_batch_size=4", "samples_per_idea=2", "steps=4", "save_every=2", "image_every=2",
+            "eval_ideas=2", "trackers=[]", "progress=false", "generation.max_new_tokens=8"]
+    return load_config("tiny", None, base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def comparable(history):
+    return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in history]
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
+    straight = PromptTrainer(small_config(tmp_path / "a"))
+    expected = straight.train()
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash_after_step_3(metrics):
+        if metrics["step"] == 3:
+            raise Crash
+
+    crashed = PromptTrainer(small_config(tmp_path / "b"))
+    with pytest.raises(Crash):
+        crashed.train(callback=crash_after_step_3)
+    assert find_checkpoint(tmp_path / "b").name == "checkpoint-000002"
+
+    resumed = PromptTrainer(small_config(tmp_path / "b"))
+    history = resumed.train(resume=tmp_path / "b")
+    assert resumed.step == 4
+    assert comparable(history) == comparable(expected)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("report.png", "samples.md", "before_after.png", "config.yaml", "images/step_000002.png"):
+        assert (tmp_path / "b" / name).exists(), name
+
+
+def _weights(trainer):
+    return {k: v.detach().clone() for k, v in trainer.ppo.policy.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (lambda images, prompts, ideas: torch.zeros(len(prompts), 2), "shape"),
+        (lambda images, prompts, ideas: torch.full((len(prompts),), float("nan")), "NaN"),
+        (lambda images, prompts, ideas: 1 / 0, "ZeroDivisionError"),
+        (lambda images, prompts, ideas: "great", "str"),
+    ],
+)
+def test_broken_user_reward_is_named_and_model_unchanged(tmp_path, broken, message):
+    trainer = PromptTrainer(small_config(tmp_path), reward=broken)
+    trainer.setup()
+    before = _weights(trainer)
+    with pytest.raises(RewardError) as info:
+        trainer.train_step()
+    assert "<lambda>" in str(info.value) and message.lower() in str(info.value).lower()
+    after = _weights(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert trainer.step == 0
+
+
+def test_user_reward_plugs_in(tmp_path):
+    seen = {}
+
+    def brightness(images, prompts, ideas):
+        seen["shape"] = tuple(images.shape)
+        seen["ideas"] = list(ideas)
+        return images.mean(dim=(1, 2, 3))
+
+    trainer = PromptTrainer(small_config(tmp_path, steps=1, save_every=0), reward=brightness)
+    history = trainer.train()
+    assert seen["shape"] == (4, 3, 64, 64)
+    assert len(set(seen["ideas"])) == 2  # samples_per_idea=2: two ideas, twice each
+    assert "reward/brightness/mean" in history[0]
+    assert history[0]["reward/total/mean"] == pytest.approx(history[0]["reward/brightness/mean"])
+    assert (tmp_path / "model" / "value_head.safetensors").exists()
+
+
+def test_ideas_from_list_and_dataset(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"idea": ["a red barn", "a blue boat"], "n": [1, 2]})
+    trainer = PromptTrainer(small_config(tmp_path), ideas=ds)
+    assert trainer.ideas == ["a red barn", "a blue boat"]
+    assert set(trainer.ideas_for_step(0)) <= {"a red barn", "a blue boat"}
+    with pytest.raises(ValueError, match="empty"):
+        PromptTrainer(small_config(tmp_path), ideas=["", "  "])
+
+
+@pytest.mark.slow
+def test_tiny_preset_reward_rises(tmp_path):
+    """The demo run (SFT, then PPO) must raise the reward: last third beats the first third."""
+    config = load_config("tiny", None, [f"output_dir={tmp_path}", "trackers=[]", "progress=false"])
+    history = PromptTrainer(config).train()
+    rewards = [h["reward/total/mean"] for h in history]
+    third = len(rewards) // 3
+    first, last = sum(rewards[:third]) / third, sum(rewards[-third:]) / third
+    std = sum(h["reward/total/std"] for h in history[:third]) / third
+    assert last > first + 0.25 * std, (first, last, std, rewards)
+    assert all(h["objective/kl"] == h["objective/kl"] for h in history)  # finite, not NaN
+
+
+def test_lora_policy_trains_adapters_only(tmp_path):
+    config = small_config(tmp_path, steps=1, save_every=0)
+    config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, lora=True, lora_target_modules=["query_key_value"]))
+    trainer = PromptTrainer(config)
+    trainer.setup()
+    base = {k: v.clone() for k, v in trainer.ppo.policy.state_dict().items() if "lora" not in k and "v_head" not in k}
+    trainer.train()
+    after = trainer.ppo.policy.state_dict()
+    assert all(torch.equal(base[k], after[k]) for k in base)
+    assert (tmp_path / "model" / "adapter_config.json").exists()
