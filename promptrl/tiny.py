@@ -9,7 +9,7 @@ writes a small, deterministic model to a local directory that loads with the sam
 - ``build_tiny_pipeline``: a ``StableDiffusionPipeline`` (64x64 images) whose tokenizer is
   the real CLIP BPE, so prompts hit the same 77-token limit as real Stable Diffusion.
 - ``build_tiny_clip``: an open_clip model registered as ``promptrl-tiny-clip`` and a LAION-style
-  aesthetic MLP sized for its embeddings.
+  aesthetic MLP sized for its embeddings and calibrated to score images 5 +- 1.
 
 Every builder is idempotent (a finished directory is reused) and atomic (it builds in a
 temporary directory and renames it into place, so a crashed or concurrent build never
@@ -36,6 +36,7 @@ TINY_CLIP_CONFIG = {
 }
 POLICY_VOCAB_SIZE = 2000
 POLICY_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
+CROSS_ATTENTION_VALUE_SCALE = 8.0
 SEED = 0
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -150,19 +151,23 @@ def clip_bpe_tokenizer(model_max_length: int = 77):
     Its ids match ``open_clip.tokenize`` and Stable Diffusion's tokenizer, without a download.
     """
     import open_clip
+    from open_clip.tokenizer import bytes_to_unicode
     from transformers import CLIPTokenizer
 
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    simple = open_clip.tokenizer.SimpleTokenizer(str(bpe))
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")
-    merges = merges[1 : 49152 - 256 - 2 + 1]  # the slice SimpleTokenizer uses
+    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
+    merges = lines[1 : 49152 - 256 - 2 + 1]  # the slice open_clip's SimpleTokenizer uses
+    byte_symbols = list(bytes_to_unicode().values())
+    vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
+    vocab += ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(simple.encoder), encoding="utf-8")
+        (Path(tmp) / "vocab.json").write_text(
+            json.dumps({token: i for i, token in enumerate(vocab)}), encoding="utf-8"
+        )
         (Path(tmp) / "merges.txt").write_text(
             "#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8"
         )
-        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length)
-    return tokenizer
+        return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length)
 
 
 def build_tiny_pipeline(path: str | Path | None = None) -> str:
@@ -170,8 +175,12 @@ def build_tiny_pipeline(path: str | Path | None = None) -> str:
 
     UNet with block_out_channels (32, 64) and cross_attention_dim 32, a two-block VAE, a
     5-layer CLIP text encoder and an SD-Turbo-style Euler scheduler (trailing timesteps, so
-    one step works). The text encoder's token embeddings are scaled up so that, despite the
-    random init, different prompts give clearly different images. Returns the directory.
+    one step works). Returns the directory.
+
+    A random UNet predicting noise leaves the image almost all noise, whatever the prompt.
+    So the tiny UNet predicts the clean sample instead, and its cross-attention value
+    projections are scaled up: two prompts with one seed then differ about half as much as
+    two seeds with one prompt, enough for RL to change images by changing prompts.
     """
     from diffusers import (
         AutoencoderKL,
@@ -197,6 +206,10 @@ def build_tiny_pipeline(path: str | Path | None = None) -> str:
             attention_head_dim=8,
             norm_num_groups=16,
         )
+        with torch.no_grad():
+            for name, module in unet.named_modules():
+                if name.endswith("attn2"):  # cross-attention: the only way text reaches the image
+                    module.to_v.weight.mul_(CROSS_ATTENTION_VALUE_SCALE)
         vae = AutoencoderKL(
             block_out_channels=(32, 64),
             in_channels=3,
@@ -226,6 +239,8 @@ def build_tiny_pipeline(path: str | Path | None = None) -> str:
             beta_end=0.012,
             beta_schedule="scaled_linear",
             timestep_spacing="trailing",
+            steps_offset=1,
+            prediction_type="sample",
         )
         pipe = StableDiffusionPipeline(
             vae=vae,
@@ -268,11 +283,31 @@ def register_tiny_clip() -> str:
     return TINY_CLIP_NAME
 
 
+def calibrate_aesthetic_mlp(mlp: torch.nn.Module, embeddings: torch.Tensor) -> None:
+    """Make a random aesthetic MLP score ``embeddings`` with mean 5 and std 1, in place.
+
+    Random CLIP towers map all images close to one direction (cosine ~0.99), so a random
+    MLP would give every image the same score. The predictor has no activations (it is
+    affine), so centring its input on the embeddings' mean and rescaling its output gives
+    scores spread like the real predictor's, and rewards the tiny preset can learn from.
+    """
+    first, last = mlp.layers[0], mlp.layers[-1]
+    with torch.no_grad():
+        mean, spread = embeddings.mean(0), (embeddings - embeddings.mean(0)).std()
+        first.weight.div_(spread)
+        first.bias.sub_(first.weight @ mean)
+        scores = mlp.eval()(embeddings)[:, 0]
+        last.weight.div_(scores.std())
+        last.bias.sub_(scores.mean()).div_(scores.std()).add_(5.0)
+
+
 def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
     """A tiny random open_clip model and a matching aesthetic MLP, saved under ``path``.
 
-    Returns ``{"model_name", "pretrained", "aesthetic_weights"}``: pass the first two to
-    ``ClipModel`` and the last to ``AestheticReward``.
+    The MLP is calibrated to score smooth random images 5 +- 1 (see
+    ``calibrate_aesthetic_mlp``). Returns ``{"model_name", "pretrained",
+    "aesthetic_weights"}``: pass the first two to ``ClipModel``, the last to
+    ``AestheticReward``.
     """
     import open_clip
     from safetensors.torch import save_file
@@ -284,9 +319,21 @@ def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
 
     def build(tmp: Path) -> None:
         torch.manual_seed(SEED)
-        model = open_clip.create_model(name, pretrained=None)
+        model = open_clip.create_model(name, pretrained=None).eval()
         save_file(model.state_dict(), tmp / "open_clip_model.safetensors")
+
+        cfg = model.visual.preprocess_cfg
+        size = TINY_CLIP_CONFIG["vision_cfg"]["image_size"]
+        images = torch.nn.functional.interpolate(
+            torch.rand(256, 3, 4, 4), size=size, mode="bilinear", align_corners=False
+        )
+        images = (images - torch.tensor(cfg["mean"])[:, None, None]) / torch.tensor(cfg["std"])[
+            :, None, None
+        ]
+        with torch.no_grad():
+            embeddings = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
         mlp = AestheticMLP(TINY_CLIP_CONFIG["embed_dim"])
+        calibrate_aesthetic_mlp(mlp, embeddings)
         save_file(mlp.state_dict(), tmp / "aesthetic_mlp.safetensors")
 
     out = _build_atomically(path, "aesthetic_mlp.safetensors", build)
