@@ -116,14 +116,6 @@ def cmd_score(args) -> None:
         print(json.dumps(row))
 
 
-def cmd_app(args) -> None:
-    import runpy
-
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    sys.argv = ["app.py", *args.app_args]
-    runpy.run_path(str(app), run_name="__main__")
-
-
 def _render_args(p: argparse.ArgumentParser, default_pipeline: str) -> None:
     p.add_argument("prompts", nargs="+", help="prompts to render")
     p.add_argument("--pipeline", default=default_pipeline, help="diffusers pipeline: hub name, local dir, or tiny:pipeline")
@@ -173,13 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("app", help="serve the Gradio app (arguments go to app.py)")
-    p.add_argument("app_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_app)
+    sub.add_parser("app", help="serve the Gradio app (see `promptrl app --help`)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # the app parses its own flags (--model, --port, --share, ...)
+        from .app import main as app_main
+
+        app_main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "matplotlib", "PIL"):

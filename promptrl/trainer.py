@@ -42,6 +42,7 @@ logger = logging.getLogger("promptrl")
 
 BUNDLED_IDEAS = Path(__file__).parent / "data" / "ideas.txt"
 STATE_FILE = "trainer_state.pt"
+RUN_INFO_FILE = "promptrl.json"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -146,9 +147,18 @@ class PromptTrainer:
         reward: any reward callable `(images, prompts, ideas) -> Tensor[batch]` or a
             `rewards.WeightedSum`; default: built from `config.rewards`.
         ideas: list, text file, or `datasets` dataset; default: `config.ideas`.
+        accelerator: share an existing `Accelerator` (default: a new one from the config).
+        renderer: share an already loaded `Renderer` (default: loaded from `config.render`).
     """
 
-    def __init__(self, config: TrainConfig, reward=None, ideas=None, accelerator: Accelerator | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        reward=None,
+        ideas=None,
+        accelerator: Accelerator | None = None,
+        renderer: Renderer | None = None,
+    ):
         config = resolve_tiny(config)
         if config.ppo.temperature != config.generation.temperature:
             config = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo, temperature=config.generation.temperature))
@@ -170,8 +180,10 @@ class PromptTrainer:
             config.rewards.terms, device=device, clip_model_name=config.rewards.clip_model,
             clip_pretrained=config.rewards.clip_pretrained, aesthetic_weights=config.rewards.aesthetic_weights,
         )
-        render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
-        self.renderer = Renderer(render_cfg)
+        if renderer is None:
+            render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
+            renderer = Renderer(render_cfg)
+        self.renderer = renderer
         if config.ppo.batch_size % config.samples_per_idea:
             raise ValueError(f"samples_per_idea={config.samples_per_idea} must divide ppo.batch_size={config.ppo.batch_size}.")
         if config.rewards.baseline not in ("none", "per_idea", "group"):
@@ -208,7 +220,7 @@ class PromptTrainer:
             self.tokenizer.save_pretrained(out)
             (out / "sft_losses.json").write_text(json.dumps(losses))
         self.accelerator.wait_for_everyone()
-        return str(out)
+        return str(out.resolve())
 
     def setup(self, resume: str | Path | None = None) -> None:
         """Load the policy (from a checkpoint when resuming), the reference and the PPO trainer."""
@@ -367,8 +379,7 @@ class PromptTrainer:
         final = self.output_dir / f"checkpoint-{self.step:06d}"
         tmp = self.output_dir / f".tmp-checkpoint-{self.step:06d}"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.ppo.policy.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
+        self._save_model(tmp)
         state = {
             "step": self.step,
             "ppo": self.ppo.state_dict(),
@@ -385,6 +396,14 @@ class PromptTrainer:
         for p in old[: max(0, len(old) - self.config.keep_checkpoints)]:
             shutil.rmtree(p, ignore_errors=True)
         return final
+
+    def _save_model(self, directory: Path) -> None:
+        """Policy and tokenizer in `save_pretrained` format, plus `promptrl.json` naming the
+        starting model (what the app compares against)."""
+        self.ppo.policy.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        info = {"start_model": self.start_model, "step": self.step, "preset": self.config.preset}
+        (Path(directory) / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
 
     @torch.no_grad()
     def evaluate(self, ideas: list[str] | None = None) -> list[dict]:
@@ -403,8 +422,7 @@ class PromptTrainer:
         if not self.accelerator.is_main_process:
             return
         after = self.evaluate([b["idea"] for b in self.before])
-        self.ppo.policy.save_pretrained(self.output_dir / "model")
-        self.tokenizer.save_pretrained(self.output_dir / "model")
+        self._save_model(self.output_dir / "model")
         if self.history:
             plot_report(self.history, self.output_dir / "report.png")
         lines = ["| idea | before | reward | after | reward |", "|---|---|---|---|---|"]
