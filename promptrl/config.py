@@ -119,6 +119,11 @@ def _coerce(value, hint, key: str):
         if value is None:
             return None
         return _coerce(value, args[0], key) if len(args) == 1 else value
+    if hint in (int, float) and isinstance(value, str):
+        try:  # YAML reads "2e-3" (no dot) as a string
+            return hint(value)
+        except ValueError:
+            raise ValueError(f"config key '{key}' expects {hint.__name__}, got {value!r}.") from None
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():

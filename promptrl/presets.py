@@ -30,7 +30,7 @@ def _tiny() -> TrainConfig:
     return TrainConfig(
         preset="tiny",
         policy=PolicyConfig(model="tiny:policy"),
-        generation=PromptGenerationConfig(template=TEMPLATE, max_new_tokens=24),
+        generation=PromptGenerationConfig(template=TEMPLATE, max_new_tokens=16),
         render=RenderConfig(
             pipeline="tiny:pipeline", num_inference_steps=2, guidance_scale=3.0, height=64, width=64, chunk_size=16
         ),
@@ -38,17 +38,19 @@ def _tiny() -> TrainConfig:
             terms=[
                 {"type": "aesthetic", "weight": 1.0},
                 {"type": "similarity", "weight": 1.0},
-                {"type": "penalty", "weight": 0.5, "max_words": 30},
+                {"type": "penalty", "weight": 1.0, "max_words": 30},
             ],
+            baseline="group",
             clip_model="tiny:clip_model_name",
             clip_pretrained="tiny:clip_pretrained",
             aesthetic_weights="tiny:aesthetic_weights",
         ),
         ppo=PPOConfig(
-            lr=1e-3, batch_size=16, mini_batch_size=8, forward_batch_size=16, ppo_epochs=4,
+            lr=1e-3, batch_size=32, mini_batch_size=16, forward_batch_size=32, ppo_epochs=4,
             init_kl_coef=0.05, use_score_scaling=True, use_score_norm=True, score_clip=3.0,
         ),
         sft=SFTConfig(enabled=True, epochs=2, lr=3e-3, batch_size=16),
+        samples_per_idea=2,
         steps=24,
         output_dir="runs/tiny",
         save_every=8,
@@ -62,10 +64,11 @@ def _real(model: str, lora: bool) -> TrainConfig:
         generation=PromptGenerationConfig(template=TEMPLATE, max_new_tokens=48),
         render=RenderConfig(pipeline="stabilityai/sd-turbo", num_inference_steps=1, guidance_scale=0.0,
                             height=512, width=512, chunk_size=8),
-        rewards=RewardsConfig(terms=[dict(t) for t in _REAL_REWARDS]),
+        rewards=RewardsConfig(terms=[dict(t) for t in _REAL_REWARDS], baseline="group"),
         ppo=PPOConfig(lr=1.41e-5 if not lora else 1e-4, batch_size=32, mini_batch_size=8, forward_batch_size=8,
                       init_kl_coef=0.1, use_score_scaling=True, use_score_norm=True, score_clip=5.0,
                       mixed_precision="no"),
+        samples_per_idea=2,
         steps=200,
         save_every=25,
         image_every=10,

@@ -1,0 +1,74 @@
+"""Config layering (preset -> YAML -> --set) and the command line's errors and help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from promptrl.cli import main
+from promptrl.config import load_config, parse_overrides
+from promptrl.presets import PRESETS, get_preset
+
+
+def test_overrides_parse_nested_and_typed():
+    assert parse_overrides(["ppo.lr=0.5", "steps=5", "trackers=[]", "render.device=cpu"]) == {
+        "ppo": {"lr": 0.5}, "steps": 5, "trackers": [], "render": {"device": "cpu"}}
+    config = load_config("tiny", None, ["ppo.lr=2e-3", "steps=7", "generation.top_p=0.9"])
+    assert config.ppo.lr == pytest.approx(2e-3) and isinstance(config.ppo.lr, float)
+    assert config.steps == 7 and config.generation.top_p == 0.9
+    assert config.render.pipeline == "tiny:pipeline"  # untouched fields keep the preset's value
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: gpt2\nsteps: 3\nppo:\n  lr: 0.001\n  batch_size: 8\n")
+    config = load_config(None, str(path), ["steps=4"])
+    assert config.preset == "gpt2" and config.policy.model == "gpt2"
+    assert config.ppo.lr == 0.001 and config.ppo.batch_size == 8 and config.steps == 4
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["ppo.lrr=1"], "Unknown config key 'ppo.lrr'"),
+        (["steps=many"], "expects int"),
+        (["ppo=3"], "is a section"),
+        (["ppo.batch_size=0"], "batch_size=0"),
+        (["generation.template=no placeholder"], "{idea}"),
+        (["novalue"], "key=value"),
+    ],
+)
+def test_bad_overrides_are_clear(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        load_config("tiny", None, overrides)
+
+
+def test_presets_are_complete():
+    assert set(PRESETS) == {"tiny", "bloom-560m", "gpt2"}
+    bloom = get_preset("bloom-560m")
+    assert bloom.policy.model == "bigscience/bloom-560m" and bloom.render.pipeline == "stabilityai/sd-turbo"
+    assert {t["type"] for t in bloom.rewards.terms} >= {"aesthetic", "similarity"}
+    assert bloom.rewards.clip_model == "ViT-L-14" and bloom.rewards.clip_pretrained == "openai"
+    with pytest.raises(ValueError, match="Available presets"):
+        get_preset("nope")
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    assert main(["train", "--preset", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Unknown preset 'nope'" in err
+    assert main(["generate", "--model", str(tmp_path / "missing"), "an idea"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not exist" in err
+
+
+def test_help_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "promptrl", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "sft", "generate", "render", "score", "app"):
+        assert command in out
+    for command in ("train", "sft", "generate", "render", "score"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
