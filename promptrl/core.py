@@ -26,6 +26,11 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1) - (pd * logits).sum(-1)
 
 
+def entropy_from_logprobs(all_logprobs: torch.Tensor) -> torch.Tensor:
+    """Entropy from a normalised log-softmax (cheaper than from logits). `[..., vocab]` -> `[...]`."""
+    return -(all_logprobs.exp() * all_logprobs).sum(-1)
+
+
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         t = t.clone()

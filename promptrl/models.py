@@ -36,10 +36,14 @@ class ValueHeadOutput(NamedTuple):
 
 
 def _disable_dropout(model: nn.Module) -> None:
-    """Zero every dropout: modules, and config rates that attention kernels read directly."""
+    """Zero every dropout: modules, float rates that layers copied from the config at init
+    (BLOOM's `hidden_dropout`, Llama's `attention_dropout`), and the config itself."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        for key, value in list(vars(module).items()):
+            if isinstance(value, float) and ("dropout" in key or "pdrop" in key):
+                setattr(module, key, 0.0)
     config = getattr(model, "config", None)
     if config is not None:
         for key, value in list(config.to_dict().items()):
@@ -78,7 +82,8 @@ class ValueHeadModel(nn.Module):
         if value_head is not None:
             self.v_head.load_state_dict(value_head)
         self.v_head.float()
-        self._takes_position_ids = _accepts_position_ids(pretrained_model)
+        self._takes_position_ids = _accepts_argument(pretrained_model, "position_ids")
+        self._takes_logits_to_keep = _accepts_argument(pretrained_model, "logits_to_keep")
 
     @classmethod
     def _check_model_type(cls, config) -> None:
@@ -122,11 +127,18 @@ class ValueHeadModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         past_key_values=None,
         use_cache: bool = False,
+        logits_to_keep: int = 0,
         **kwargs,
     ) -> ValueHeadOutput:
-        """input_ids `[batch, seq]` -> logits `[batch, seq, vocab]`, values `[batch, seq]`."""
+        """input_ids `[batch, seq]` -> logits `[batch, seq, vocab]`, values `[batch, seq]`.
+
+        `logits_to_keep > 0` returns logits for the last `logits_to_keep` positions only
+        (the LM head skips the rest where the model supports it); values cover every position.
+        """
         if position_ids is not None and self._takes_position_ids:
             kwargs["position_ids"] = position_ids
+        if logits_to_keep and self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = logits_to_keep
         out = self.pretrained_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -138,7 +150,8 @@ class ValueHeadModel(nn.Module):
         )
         last_hidden = out.hidden_states[-1]
         values = self.v_head(last_hidden.float()).squeeze(-1)
-        return ValueHeadOutput(out.logits.float(), out.past_key_values, values)
+        logits = out.logits[:, -logits_to_keep:] if logits_to_keep else out.logits
+        return ValueHeadOutput(logits.float(), out.past_key_values, values)
 
     @torch.no_grad()
     def generate(self, *args, **kwargs):
@@ -222,6 +235,6 @@ def _hidden_size(config) -> int:
     raise ValueError(f"Cannot find the hidden size in config of type {type(config).__name__}.")
 
 
-def _accepts_position_ids(model: nn.Module) -> bool:
+def _accepts_argument(model: nn.Module, name: str) -> bool:
     base = model.get_base_model() if _is_peft(model) else model
-    return "position_ids" in inspect.signature(base.forward).parameters
+    return name in inspect.signature(base.forward).parameters

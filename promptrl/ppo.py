@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 
 from .core import (
@@ -30,8 +31,7 @@ from .core import (
     RunningMoments,
     clip_by_value,
     compute_advantages,
-    entropy_from_logits,
-    logprobs_from_logits,
+    entropy_from_logprobs,
     masked_mean,
     masked_var,
     whiten,
@@ -155,20 +155,25 @@ class PPOTrainer:
 
     # -- forward passes --------------------------------------------------------------------
     def _forward(self, model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Response log-probs `[n, r_len]`, values `[n, r_len]` and logits `[n, r_len, vocab]`.
+        """Response log-probs `[n, r_len]`, values `[n, r_len]`, log-softmax `[n, r_len, vocab]`.
 
         The logit at column t predicts the token at t+1, so the response's predictions start
         one column before it; the value of a response token is that of the state before it.
+        Only those `r_len + 1` columns go through the LM head.
         """
         logits, _, values = model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
+            logits_to_keep=batch.r_len + 1,
         )
-        start, end = batch.q_len - 1, batch.q_len - 1 + batch.r_len
-        logits = logits[:, start:end] / self.config.temperature
-        logprobs = logprobs_from_logits(logits, batch.input_ids[:, batch.q_len :])
-        return logprobs, values[:, start:end], logits
+        logits = logits[:, :-1]
+        if self.config.temperature != 1.0:
+            logits = logits / self.config.temperature
+        all_logprobs = F.log_softmax(logits, dim=-1)
+        logprobs = torch.gather(all_logprobs, -1, batch.input_ids[:, batch.q_len :, None]).squeeze(-1)
+        start = batch.q_len - 1
+        return logprobs, values[:, start : start + batch.r_len], all_logprobs
 
     @torch.no_grad()
     def _rollout_pass(self, queries, responses):
@@ -230,8 +235,12 @@ class PPOTrainer:
         return rewards, non_score, kl
 
     # -- the loss ----------------------------------------------------------------------------
-    def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, logits, mask):
-        """Clipped PPO policy loss plus `vf_coef` x clipped value loss. All `[n, r_len]`."""
+    def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, all_logprobs, mask):
+        """Clipped PPO policy loss plus `vf_coef` x clipped value loss.
+
+        All `[n, r_len]` except `all_logprobs`, the log-softmax `[n, r_len, vocab]` (for the
+        entropy statistic).
+        """
         cfg = self.config
         vpred_clipped = clip_by_value(vpreds, values - cfg.cliprange_value, values + cfg.cliprange_value)
         vf_losses1 = (vpreds - returns) ** 2
@@ -248,7 +257,7 @@ class PPOTrainer:
                 "ppo/loss/policy": pg_loss,
                 "ppo/loss/value": vf_loss,
                 "ppo/loss/total": loss,
-                "ppo/policy/entropy": masked_mean(entropy_from_logits(logits), mask),
+                "ppo/policy/entropy": masked_mean(entropy_from_logprobs(all_logprobs), mask),
                 "ppo/policy/approxkl": 0.5 * masked_mean(log_ratio**2, mask),
                 "ppo/policy/policykl": masked_mean(-log_ratio, mask),
                 "ppo/policy/clipfrac": masked_mean((pg_losses2 > pg_losses1).float(), mask),
@@ -292,16 +301,15 @@ class PPOTrainer:
         t_rewards = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        mbs = min(cfg.mini_batch_size, n)
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.current_step)
+        perms = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
         collected: list[dict[str, torch.Tensor]] = []
         epochs_done = 0
-        perm_epochs = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
-        for perm in perm_epochs:
-            epoch_stats = []
-            for start in range(0, n, mbs):
-                idx = perm[start : start + mbs].tolist()
-                epoch_stats.append(self._train_minibatch(idx, queries, responses, old_logprobs, values, advantages, returns))
+        for perm in perms:
+            epoch_stats = [
+                self._train_minibatch(idx, queries, responses, old_logprobs, values, advantages, returns)
+                for idx in self._minibatches(perm, queries, responses, generator)
+            ]
             collected.extend(epoch_stats)
             epochs_done += 1
             if cfg.early_stopping:
@@ -325,7 +333,9 @@ class PPOTrainer:
         stats["tokens/responses_len_mean"] = float(np.mean([len(r) for r in responses]))
         t_stats = time.perf_counter() - t0
 
-        self.kl_ctl.update(stats["objective/kl"], n * self.accelerator.num_processes)
+        # Every process must move its coefficient alike: the controller sees the global mean KL.
+        global_kl = self.accelerator.reduce(kl.sum(1).mean(), reduction="mean").item()
+        self.kl_ctl.update(global_kl, n * self.accelerator.num_processes)
         self.current_step += 1
         stats.update(
             {
@@ -338,16 +348,32 @@ class PPOTrainer:
         )
         return stats
 
+    def _minibatches(self, perm: torch.Tensor, queries, responses, generator) -> list[list[int]]:
+        """Split one epoch's random permutation into minibatches of sample indices.
+
+        With `group_by_length`, the permuted samples are stably sorted by (response, query)
+        length before splitting, so a minibatch pads to little more than its own lengths, and
+        the minibatches run in random order.
+        """
+        mbs = min(self.config.mini_batch_size, len(perm))
+        if self.config.group_by_length:
+            q_max = max(len(q) for q in queries)
+            lengths = torch.tensor([len(r) * (q_max + 1) + len(q) for q, r in zip(queries, responses)])
+            perm = perm[torch.argsort(lengths[perm], stable=True)]
+            chunks = perm.split(mbs)
+            return [chunks[i].tolist() for i in torch.randperm(len(chunks), generator=generator)]
+        return [chunk.tolist() for chunk in perm.split(mbs)]
+
     def _train_minibatch(self, idx, queries, responses, old_logprobs, values, advantages, returns):
         batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
         r = batch.r_len
         rows = torch.tensor(idx, device=old_logprobs.device)
         mask = batch.response_mask
         with self.accelerator.accumulate(self.model), self.accelerator.autocast():
-            logprobs, vpreds, logits = self._forward(self.model, batch)
+            logprobs, vpreds, all_logprobs = self._forward(self.model, batch)
             loss, stats = self.loss(
                 old_logprobs[rows, :r], values[rows, :r], advantages[rows, :r], returns[rows, :r],
-                logprobs, vpreds, logits, mask,
+                logprobs, vpreds, all_logprobs, mask,
             )
             self.accelerator.backward(loss)
             if self.config.max_grad_norm is not None and self.accelerator.sync_gradients:

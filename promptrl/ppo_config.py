@@ -35,6 +35,10 @@ class PPOConfig:
     """Samples per gradient step; capped at `batch_size`."""
     ppo_epochs: int = 4
     """Passes over the shuffled batch per `step`."""
+    group_by_length: bool = False
+    """Put samples of similar length in the same minibatch (in random minibatch order): less
+    padding, so faster steps when response lengths vary; each minibatch is then no longer a
+    uniform random sample, and its token-mean loss weighs short responses' tokens more."""
     gradient_accumulation_steps: int = 1
     """Minibatches whose gradients are summed before one optimizer step."""
     max_grad_norm: float | None = 1.0

@@ -89,17 +89,18 @@ def test_broken_user_reward_is_named_and_model_unchanged(tmp_path, broken, messa
 
 
 def test_user_reward_plugs_in(tmp_path):
-    seen = {}
+    calls = []
 
     def brightness(images, prompts, ideas):
-        seen["shape"] = tuple(images.shape)
-        seen["ideas"] = list(ideas)
+        calls.append((tuple(images.shape), list(ideas)))
         return images.mean(dim=(1, 2, 3))
 
     trainer = PromptTrainer(small_config(tmp_path, steps=1, save_every=0), reward=brightness)
     history = trainer.train()
-    assert seen["shape"] == (4, 3, 64, 64)
-    assert len(set(seen["ideas"])) == 2  # samples_per_idea=2: two ideas, twice each
+    # before/after evaluation on 2 ideas, and one training batch of 4
+    assert [shape for shape, _ in calls] == [(2, 3, 64, 64), (4, 3, 64, 64), (2, 3, 64, 64)]
+    train_ideas = calls[1][1]
+    assert len(set(train_ideas)) == 2 and train_ideas[0] == train_ideas[1]  # samples_per_idea=2
     assert "reward/brightness/mean" in history[0]
     assert history[0]["reward/total/mean"] == pytest.approx(history[0]["reward/brightness/mean"])
     assert (tmp_path / "model" / "value_head.safetensors").exists()
