@@ -100,3 +100,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_cache(tmp_path_factory):
+    """Tiny stand-in models (tiny.py) are built once per session into its temp dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
+        yield

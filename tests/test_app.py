@@ -46,18 +46,16 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(demo, url) of the app serving the tiny preset on a free port."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
-        from promptrl.app import build_app
+    from promptrl.app import build_app
 
-        demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("app-runs"), device="cpu",
-                         extra_rewards={"picky": (0.5, picky)})
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield demo, f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
+    demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("app-runs"), device="cpu",
+                     extra_rewards={"picky": (0.5, picky)})
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield demo, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -36,19 +36,17 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
-        from promptrl.app import build_app
+    from promptrl.app import build_app
 
-        demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("browser-runs"), device="cpu")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
+    demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("browser-runs"), device="cpu")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,9 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory):
-    """The tiny pipeline in this session's temp dir (shared with the other test files)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
-        yield tiny_assets()["pipeline"]
+def pipeline_dir():
+    """The tiny pipeline in this session's cache (conftest.tiny_cache)."""
+    return tiny_assets()["pipeline"]
 
 
 def config(pipeline_dir, **overrides) -> RenderConfig:

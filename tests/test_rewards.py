@@ -29,11 +29,9 @@ IDEAS = ["a lighthouse in a storm", "a fox", "a forest"]
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """Tiny models in this session's temp dir (shared with the other test files)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
-        yield tiny_assets()
+def assets():
+    """Tiny models in this session's cache (conftest.tiny_cache)."""
+    return tiny_assets()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,9 @@ from promptrl import tiny
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """Tiny models in this session's temp dir (shared with the other test files)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
-        yield tiny.tiny_assets()
+def assets():
+    """Tiny models in this session's cache (conftest.tiny_cache)."""
+    return tiny.tiny_assets()
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):

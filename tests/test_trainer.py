@@ -14,14 +14,6 @@ from promptrl.rewards import RewardError
 from promptrl.trainer import PromptTrainer, find_checkpoint
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_cache(tmp_path_factory):
-    """Tiny models are built once per test session into its temp dir."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
-        yield
-
-
 def small_config(out, **overrides):
     """The tiny preset, shrunk: no SFT, 4 samples per step, no trackers."""
     base = [f"output_dir={out}", "sft.enabled=false", "ppo.batch_size=4", "ppo.mini_batch_size=2",
