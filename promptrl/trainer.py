@@ -278,6 +278,14 @@ class PromptTrainer:
             out.extend([self.ideas[int(perm[pos])]] * repeat)
         return out
 
+    def seeds_for(self, ideas: list[str]) -> list[int]:
+        """Image seeds: one per run of equal consecutive ideas (its `samples_per_idea` prompts),
+        so the samples of an idea differ only by their prompts."""
+        groups = [i for i in range(len(ideas)) if i == 0 or ideas[i] != ideas[i - 1]]
+        group_seeds = self.renderer.seeds_for(len(groups), [ideas[i] for i in groups])
+        bounds = groups[1:] + [len(ideas)]
+        return [seed for seed, start, end in zip(group_seeds, groups, bounds) for _ in range(end - start)]
+
     def rollout_and_score(self, ideas: list[str], return_pil: bool = False):
         """Generate prompts, render and score them. Returns (rollout, render, total, components, times)."""
         times = {}
@@ -285,7 +293,7 @@ class PromptTrainer:
         rollout = self.generator(ideas)
         times["time/generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        render = self.renderer(rollout.prompts, ideas=ideas, return_pil=return_pil)
+        render = self.renderer(rollout.prompts, ideas=ideas, seeds=self.seeds_for(ideas), return_pil=return_pil)
         times["time/render"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         total, components = score(self.reward, render.images, render.prompts, ideas)
