@@ -2,7 +2,9 @@
 
 - `tiny`: everything offline on a CPU in minutes: a tiny BLOOM policy, a tiny Stable Diffusion
   pipeline and a tiny open_clip scorer, built locally (`tiny.py`) and cached. Values of the form
-  `tiny:<asset>` are resolved to those local paths when training starts.
+  `tiny:<asset>` are resolved to those local paths when training starts. Image seeds go by idea
+  slot (the same 16 seeds every step), because in the tiny pipeline the seed moves an image
+  more than the prompt does: batch means are then comparable from step to step.
 - `bloom-560m`: bigscience/bloom-560m + stabilityai/sd-turbo (1 step, 512x512) + ViT-L-14
   aesthetic and similarity rewards, sized for one 16 GB Colab T4 (fp16 rendering and scoring).
 - `gpt2`: the same with GPT-2 as the prompt generator.
@@ -32,7 +34,8 @@ def _tiny() -> TrainConfig:
         policy=PolicyConfig(model="tiny:policy"),
         generation=PromptGenerationConfig(template=TEMPLATE, max_new_tokens=16),
         render=RenderConfig(
-            pipeline="tiny:pipeline", num_inference_steps=2, guidance_scale=3.0, height=64, width=64, chunk_size=16
+            pipeline="tiny:pipeline", num_inference_steps=1, guidance_scale=3.0, height=64, width=64, chunk_size=16,
+            seed_mode="slot",
         ),
         rewards=RewardsConfig(
             terms=[
@@ -51,10 +54,10 @@ def _tiny() -> TrainConfig:
         ),
         sft=SFTConfig(enabled=True, epochs=2, lr=3e-3, batch_size=16),
         samples_per_idea=2,
-        steps=24,
+        steps=48,
         output_dir="runs/tiny",
-        save_every=8,
-        image_every=8,
+        save_every=16,
+        image_every=16,
     )
 
 
