@@ -220,8 +220,10 @@ def test_a_trained_run_is_served_against_its_starting_model(served):
     tiny_policy = demo.models.policy_dir
     assert find_run(run_dir) == (run_dir / "model", run_dir)
     assert find_run(run_dir / "checkpoint-000001") == (run_dir / "checkpoint-000001", run_dir)
-    assert find_start_model(run_dir / "model", run_dir) == (tiny_policy, "recorded in checkpoint-000002")
-    assert find_start_model(run_dir / "checkpoint-000001", run_dir)[1] == "recorded in checkpoint-000001"
+    assert find_start_model(run_dir / "model", run_dir) == (tiny_policy, "recorded in promptrl.json")
+    assert find_start_model(run_dir / "checkpoint-000001", run_dir) == (tiny_policy, "recorded in promptrl.json")
+    (run_dir / "checkpoint-000001" / "promptrl.json").unlink()  # a run without the record: its config
+    assert find_start_model(run_dir / "checkpoint-000001", run_dir) == (tiny_policy, "the run's config.yaml")
     app = build_app(model_dir=str(run_dir), preload=False)
     assert app.models.policy_dir == str(run_dir / "model") and app.models.start_dir == tiny_policy
     assert not app.models.same_model
