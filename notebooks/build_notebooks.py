@@ -1,0 +1,487 @@
+"""Write the notebooks in this directory from the cell sources below (outputs stripped).
+
+    python notebooks/build_notebooks.py
+
+Edit the cells here, not in the .ipynb files, so the committed notebooks stay output-free and
+their cell ids stay stable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+REPO = "<owner>/<repo>"
+COLAB = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}"
+BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+SETUP = f'''\
+import importlib.util
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+REPO_URL = "https://github.com/{REPO}"
+
+if IN_COLAB:
+    %pip install -q git+{{REPO_URL}}
+elif importlib.util.find_spec("promptrl") is None:
+    %pip install -q -e ..  # a clone of the repository: the package is one directory up
+'''
+
+GPU_CHECK = '''\
+import torch
+
+if torch.cuda.is_available():
+    gpu = torch.cuda.get_device_properties(0)
+    print(f"GPU: {gpu.name}, {gpu.total_memory / 2**30:.0f} GiB")
+else:
+    print(
+        "No GPU: this notebook runs its tiny offline mode on the CPU (toy models, a few minutes).\\n"
+        "For the real models in Colab: Runtime > Change runtime type > T4 GPU, then Run all."
+    )
+'''
+
+# --------------------------------------------------------------------------- promptrl_colab
+
+COLAB_CELLS = [
+    ("md", """\
+# promptrl: teach a prompt generator to make better Stable Diffusion images
+
+{badge}
+
+You give short ideas ("a lighthouse in a storm"). A language model with a value head
+(Bloom-560m) expands each idea into a Stable Diffusion prompt, SD-Turbo renders it (the same
+noise seed for an idea at every step, so a better score means a better prompt), and rewards
+score each image: the LAION aesthetic predictor, CLIP similarity between the image and your
+idea (so prompts stay on topic), a penalty on piled-up modifiers, and any reward you write in
+Python. PPO, with a KL penalty against the starting model, fine-tunes the generator to earn more.
+
+Two modes:
+- **`bloom-560m`** (needs a GPU; a Colab T4 works): the real models from the Hugging Face Hub.
+- **`tiny`** (CPU, offline): tiny random stand-ins built locally. It runs every step of the
+  pipeline in a few minutes, but its images are noise and its rewards arbitrary: it shows the
+  mechanics, not the art.
+"""),
+    ("md", "## 1. Install, check the GPU"),
+    ("code", SETUP),
+    ("code", GPU_CHECK),
+    ("md", """\
+## 2. Parameters
+
+`MODE` picks a preset (`bloom-560m`, `gpt2` or `tiny`); everything else in the preset can be
+changed with `OVERRIDES` (the same `key=value` strings as `promptrl train --set`).
+"""),
+    ("params", '''\
+MODE = "bloom-560m" if torch.cuda.is_available() else "tiny"
+IDEAS = "bundled"  # the 256 bundled ideas; or a list of your own, a text file, "hf:<dataset>:<column>"
+COMPARE_IDEAS = [  # the before/after comparison: same ideas, same seeds
+    "a lighthouse in a storm",
+    "a cat astronaut floating in space",
+    "a cozy cabin in the snowy woods",
+    "a bowl of ramen on a wooden table",
+]
+STEPS = None  # PPO steps; None: 200 for bloom-560m, 24 in tiny mode
+REWARD_WEIGHTS = {}  # the built-in rewards' weights by type, e.g. {"aesthetic": 1.0, "similarity": 4.0}
+COLOURFULNESS_WEIGHT = 0.5  # weight of the custom reward written below (0: leave it out)
+OVERRIDES = []  # any config key=value, e.g. ["ppo.lr=5e-5", "render.num_inference_steps=2"]
+PLOT_EVERY = 4  # redraw the live plots every N steps
+OUTPUT_DIR = None  # None: runs/<MODE>
+PUSH_TO_HUB = False  # upload the trained generator (needs an HF_TOKEN secret with write access)
+HUB_REPO = "<your-username>/promptrl-bloom-560m"
+LAUNCH_APP = IN_COLAB  # start the Gradio app on the trained generator at the end
+'''),
+    ("md", """\
+## 3. The configuration
+
+In tiny mode the run is sized for a CPU: 24 steps on the four comparison ideas, each sampled
+several times per batch, and every prompt's reward compared with the other prompts for the same
+idea (`rewards.baseline=group`: same idea, same image seed, so the difference is the prompt's
+doing).
+"""),
+    ("code", '''\
+import dataclasses
+
+from promptrl.app import weighted_terms
+from promptrl.config import load_config
+from promptrl.presets import resolve_tiny
+
+TINY_RUN = ["steps=24", "samples_per_idea=4", "rewards.baseline=group", "image_every=4", "save_every=8"]
+if MODE == "tiny" and IDEAS == "bundled":
+    IDEAS = COMPARE_IDEAS
+
+overrides = (TINY_RUN if MODE == "tiny" else []) + list(OVERRIDES)
+overrides += [f"output_dir={OUTPUT_DIR or 'runs/' + MODE}", "trackers=[]", "progress=false"]
+if STEPS is not None:
+    overrides.append(f"steps={STEPS}")
+config = resolve_tiny(load_config(MODE, overrides=overrides))  # tiny:<asset> -> local paths
+
+terms = weighted_terms(config.rewards.terms, REWARD_WEIGHTS)  # a zero weight drops a reward
+config = dataclasses.replace(config, rewards=dataclasses.replace(config.rewards, terms=terms))
+
+print(f"{MODE}: {config.policy.model} -> {config.render.pipeline}, {config.steps} steps of "
+      f"{config.ppo.batch_size} prompts ({config.samples_per_idea} per idea)")
+for t in config.rewards.terms:
+    print("  reward", t)
+'''),
+    ("md", """\
+## 4. Rewards, including your own
+
+A reward is any function `reward(images, prompts, ideas) -> one number per image`, where
+`images` is a `[batch, 3, H, W]` tensor in [0, 1]. Here is colourfulness (Hasler and
+Süsstrunk, 2003), mixed with the preset's built-in rewards by a `WeightedSum`. `score` returns
+the total and each component: try it on a few images before training.
+"""),
+    ("code", '''\
+from IPython.display import Image, Markdown, display
+
+from promptrl.plots import image_grid
+from promptrl.rewards import WeightedSum, build_reward, score
+from promptrl.trainer import PromptTrainer, to_pil
+
+
+def colourfulness(images, prompts, ideas):
+    """Hasler-Süsstrunk colourfulness: spread plus distance from grey of the opponent colours."""
+    r, g, b = images[:, 0].flatten(1), images[:, 1].flatten(1), images[:, 2].flatten(1)
+    rg, yb = r - g, (r + g) / 2 - b
+    return torch.hypot(rg.std(1), yb.std(1)) + 0.3 * torch.hypot(rg.mean(1), yb.mean(1))
+
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+built_in = build_reward(config.rewards.terms, device=device, clip_model_name=config.rewards.clip_model,
+                        clip_pretrained=config.rewards.clip_pretrained,
+                        aesthetic_weights=config.rewards.aesthetic_weights)
+extra = {"colourfulness": (COLOURFULNESS_WEIGHT, colourfulness)} if COLOURFULNESS_WEIGHT else {}
+reward = WeightedSum({**built_in.terms, **extra})
+
+trainer = PromptTrainer(config, reward=reward, ideas=IDEAS)
+render = trainer.renderer(COMPARE_IDEAS, ideas=COMPARE_IDEAS)  # the bare ideas as prompts
+total, parts = score(reward, render.images, render.prompts, COMPARE_IDEAS)
+rows = ["| prompt | total | " + " | ".join(parts) + " |", "|---" * (len(parts) + 2) + "|"]
+rows += [f"| {p} | {t:.3f} | " + " | ".join(f"{parts[k][i]:.3f}" for k in parts) + " |"
+         for i, (p, t) in enumerate(zip(render.prompts, total.tolist()))]
+display(Markdown("\\n".join(rows)))
+display(image_grid(to_pil(render.images), [f"{t:.3f} | {p}" for p, t in zip(render.prompts, total.tolist())]))
+'''),
+    ("md", """\
+## 5. Train
+
+The plots redraw every `PLOT_EVERY` steps: each reward component, the KL divergence from the
+starting model and its coefficient, and the latest grid of the batch's images. Every number is
+also in `metrics.jsonl` in the run directory.
+"""),
+    ("code", '''\
+from pathlib import Path
+
+from IPython.display import clear_output
+
+from promptrl.plots import plot_report
+
+run_dir = Path(config.output_dir)
+trainer.setup()
+trainer.before = trainer.evaluate(COMPARE_IDEAS)  # the comparison ideas, before any training
+
+
+def live_plot(metrics):
+    step = metrics["step"]
+    if step % PLOT_EVERY and step != config.steps:
+        return
+    plot_report(trainer.history, run_dir / "live.png")
+    grids = sorted((run_dir / "images").glob("step_*.png"))
+    clear_output(wait=True)
+    print(f"step {step}/{config.steps}: reward {metrics['reward/total/mean']:.3f}, "
+          f"KL {metrics['objective/kl']:.2f}")
+    display(Image(filename=run_dir / "live.png"))
+    if grids:
+        print(grids[-1].name)
+        display(Image(filename=grids[-1], width=768))
+
+
+history = trainer.train(callback=live_plot)
+REWARD_HISTORY = [h["reward/total/mean"] for h in history]
+'''),
+    ("md", """\
+## 6. Before and after
+
+The same ideas, the same sampling seed and the same image seeds, before and after training.
+"""),
+    ("code", '''\
+import json
+import statistics
+
+display(Markdown((run_dir / "samples.md").read_text()))
+display(Image(filename=run_dir / "before_after.png", width=512))
+k = min(3, len(REWARD_HISTORY))
+summary = {
+    "first": statistics.mean(REWARD_HISTORY[:k]),  # mean reward of the first and last k steps
+    "last": statistics.mean(REWARD_HISTORY[-k:]),
+    "before": statistics.mean(b["reward"] for b in trainer.before),  # the comparison ideas
+    "after": statistics.mean(a["reward"] for a in trainer.after),
+}
+print("REWARD_RISE", json.dumps(summary))
+'''),
+    ("md", """\
+## 7. Save, reload, share
+
+`train()` saved the generator with `save_pretrained` in `<run>/model`: the model (or, with
+LoRA, its adapter), the value head and the tokenizer. It reloads like any Hugging Face model.
+"""),
+    ("code", '''\
+from transformers import AutoTokenizer
+
+from promptrl.generation import PromptGenerator
+from promptrl.models import ValueHeadModel
+
+model_dir = run_dir / "model"
+print(sorted(p.name for p in model_dir.iterdir()))
+generator = PromptGenerator(ValueHeadModel.from_pretrained(model_dir).to(device),
+                            AutoTokenizer.from_pretrained(model_dir), config.generation)
+for idea, prompt in zip(["a dragon made of glass"] * 3, generator(["a dragon made of glass"] * 3).prompts):
+    print(f"{idea} -> {prompt}")
+'''),
+    ("code", '''\
+if PUSH_TO_HUB:
+    import os
+
+    from huggingface_hub import HfApi
+
+    token = os.environ.get("HF_TOKEN")
+    if token is None and IN_COLAB:
+        from google.colab import userdata
+
+        token = userdata.get("HF_TOKEN")  # add it under Secrets (the key icon on the left)
+    api = HfApi(token=token)
+    api.create_repo(HUB_REPO, exist_ok=True)
+    api.upload_folder(repo_id=HUB_REPO, folder_path=str(model_dir))
+    print(f"https://huggingface.co/{HUB_REPO}")
+'''),
+    ("md", """\
+## 8. The Gradio app
+
+Generate prompts with the trained model next to the starting one, render and score them, or
+start another run. In Colab, `share=True` gives a public link.
+"""),
+    ("code", '''\
+if LAUNCH_APP:
+    import gc
+
+    from promptrl.app import build_app
+
+    del trainer, generator  # free the GPU for the app's own copies
+    gc.collect()
+    torch.cuda.empty_cache()
+    app = build_app(preset=MODE, model_dir=str(run_dir), extra_rewards=extra or None)
+    app.launch(share=IN_COLAB)
+'''),
+]
+
+# --------------------------------------------------------------------------- sentiment_gpt2
+
+SENTIMENT_CELLS = [
+    ("md", """\
+# GPT-2 learns to write positive movie reviews
+
+{badge}
+
+The seed's own example (trl's `04-gpt2-sentiment-ppo-training`), with `trl` replaced by
+`promptrl`. GPT-2 continues the first few words of movie reviews; a sentiment classifier reads
+each review and its positive logit is the reward; PPO, with a KL penalty against the starting
+model, teaches GPT-2 to write reviews the classifier finds positive.
+
+Two modes:
+- **`gpt2-imdb`** (a GPU is best): `lvwerra/gpt2-imdb` writes, `lvwerra/distilbert-imdb`
+  judges, queries come from IMDB (`datasets`), with the seed's settings.
+- **`tiny`** (CPU, offline, under a minute): a tiny random GPT-2 and a tiny random classifier
+  built locally, queries from the bundled review openings. "Positive" then means whatever the
+  random classifier likes, but the loop is the same and the reward still rises.
+"""),
+    ("md", "## 1. Install, check the GPU"),
+    ("code", SETUP),
+    ("code", GPU_CHECK),
+    ("md", """\
+## 2. Parameters
+
+The seed's settings, with two changes: minibatches of 16 instead of one sample (one-sample
+minibatches were a defect of the seed), and responses sampled in batches per query length.
+"""),
+    ("params", '''\
+MODE = "gpt2-imdb" if torch.cuda.is_available() else "tiny"
+SEED = 0
+SETTINGS = {
+    "gpt2-imdb": {
+        "steps": 79,  # PPO steps of 256 reviews: the seed's 20,000 samples
+        "txt_in_min_len": 2, "txt_in_max_len": 8,  # query tokens
+        "txt_out_min_len": 4, "txt_out_max_len": 16,  # response tokens
+        "ppo": {"batch_size": 256, "forward_batch_size": 16, "mini_batch_size": 16, "ppo_epochs": 4,
+                "lr": 1.41e-5, "init_kl_coef": 0.2, "target": 6, "horizon": 10000, "gamma": 1,
+                "lam": 0.95, "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 0.1},
+    },
+    "tiny": {
+        "steps": 30,
+        "txt_in_min_len": 2, "txt_in_max_len": 8,
+        "txt_out_min_len": 8, "txt_out_max_len": 8,
+        "ppo": {"batch_size": 64, "forward_batch_size": 64, "mini_batch_size": 16, "ppo_epochs": 4,
+                "lr": 3e-3, "init_kl_coef": 0.2, "target": 6, "horizon": 10000, "gamma": 1,
+                "lam": 0.95, "cliprange": 0.2, "cliprange_value": 0.2, "vf_coef": 0.1},
+    },
+}
+N_EVAL = 64  # reviews in the before/after comparison
+'''),
+    ("md", "## 3. Models and queries"),
+    ("code", '''\
+from transformers import AutoTokenizer
+
+from promptrl.gpt2 import GPT2HeadWithValueModel, respond_to_batch
+from promptrl.ppo import PPOTrainer
+from promptrl.sentiment import (
+    CLASSIFIER_NAME,
+    LM_NAME,
+    SentimentReward,
+    build_tiny_sentiment,
+    load_reviews,
+    respond_by_length,
+    review_queries,
+)
+
+cfg = SETTINGS[MODE]
+if MODE == "tiny":
+    tiny = build_tiny_sentiment()  # built once, then cached
+    lm_name, classifier_name, reviews = tiny["lm"], tiny["classifier"], load_reviews("bundled")
+else:
+    lm_name, classifier_name, reviews = LM_NAME, CLASSIFIER_NAME, load_reviews("imdb")
+
+torch.manual_seed(SEED)
+gpt2_model = GPT2HeadWithValueModel.from_pretrained(lm_name)
+gpt2_model_ref = GPT2HeadWithValueModel.from_pretrained(lm_name)
+gpt2_tokenizer = AutoTokenizer.from_pretrained(lm_name)
+sentiment = SentimentReward(classifier_name)  # texts -> positive logits
+ppo_trainer = PPOTrainer(gpt2_model, gpt2_model_ref, gpt2_tokenizer, **cfg["ppo"])
+
+queries = review_queries(reviews, gpt2_tokenizer, cfg["txt_in_min_len"], cfg["txt_in_max_len"], seed=SEED)
+print(f"{len(queries)} queries, e.g. {[gpt2_tokenizer.decode(q) for q in queries[:3]]}")
+'''),
+    ("md", """\
+The seed's API, one query at a time: `respond_to_batch` samples a continuation, any number
+can be its reward, and `step` runs one PPO update on (query, response, reward) triplets.
+Training below does the same with whole batches.
+"""),
+    ("code", '''\
+query_tensor = gpt2_tokenizer.encode("this movie was", return_tensors="pt")
+response_tensor = respond_to_batch(gpt2_model, query_tensor, txt_len=cfg["txt_out_max_len"])
+text = gpt2_tokenizer.decode(query_tensor[0]) + gpt2_tokenizer.decode(response_tensor[0])
+print(repr(text), "-> positive logit", round(sentiment([text]).item(), 3))
+'''),
+    ("md", "## 4. Train"),
+    ("code", '''\
+import numpy as np
+from tqdm.auto import tqdm
+
+rng = np.random.default_rng(SEED)
+batch_size = cfg["ppo"]["batch_size"]
+log = []
+for _ in tqdm(range(cfg["steps"])):
+    batch = [queries[i] for i in rng.choice(len(queries), batch_size, replace=False)]
+    lengths = rng.integers(cfg["txt_out_min_len"], cfg["txt_out_max_len"] + 1, size=batch_size)
+    responses = respond_by_length(gpt2_model, batch, lengths.tolist())
+    texts = [gpt2_tokenizer.decode(q) + gpt2_tokenizer.decode(r) for q, r in zip(batch, responses)]
+    rewards = sentiment(texts)
+    stats = ppo_trainer.step(batch, responses, list(rewards))
+    log.append({"reward": rewards.mean().item(), "kl": stats["objective/kl"],
+                "kl_coef": stats["objective/kl_coef"]})
+REWARD_HISTORY = [row["reward"] for row in log]
+'''),
+    ("code", '''\
+import matplotlib.pyplot as plt
+
+fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(12, 3.5))
+ax_reward.plot([row["reward"] for row in log])
+ax_reward.set_title("mean positive logit (reward)")
+ax_kl.plot([row["kl"] for row in log], color="tab:red")
+ax_kl.set_title("KL to the starting model (nats / response)")
+for ax in (ax_reward, ax_kl):
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+plt.show()
+'''),
+    ("md", """\
+## 5. Before and after
+
+The same review openings, continued by the starting model and by the trained one with the
+same sampling seed.
+"""),
+    ("code", '''\
+import json
+
+import pandas as pd
+from IPython.display import display
+
+eval_queries = [queries[i] for i in np.random.default_rng(SEED + 1).choice(len(queries), N_EVAL, replace=False)]
+results = {}
+for name, model in (("before", gpt2_model_ref), ("after", gpt2_model)):
+    torch.manual_seed(SEED)
+    responses = respond_by_length(model, eval_queries, cfg["txt_out_max_len"])
+    results[name] = [gpt2_tokenizer.decode(r) for r in responses]
+    results[f"reward {name}"] = sentiment(
+        [gpt2_tokenizer.decode(q) + text for q, text in zip(eval_queries, results[name])]
+    ).tolist()
+table = pd.DataFrame({"query": [gpt2_tokenizer.decode(q) for q in eval_queries], **results})
+display(table.head(8))
+print(table[["reward before", "reward after"]].mean())
+
+summary = {
+    "first": float(np.mean(REWARD_HISTORY[:3])),  # mean reward of the first and last 3 steps
+    "last": float(np.mean(REWARD_HISTORY[-3:])),
+    "before": float(table["reward before"].mean()),
+    "after": float(table["reward after"].mean()),
+}
+print("REWARD_RISE", json.dumps(summary))
+'''),
+    ("md", """\
+## 6. Save
+
+`save_pretrained` writes the GPT-2 weights, the value head and (separately) the tokenizer;
+`GPT2HeadWithValueModel.from_pretrained` reloads both.
+"""),
+    ("code", '''\
+save_dir = f"gpt2-positive-{MODE}"
+gpt2_model.save_pretrained(save_dir)
+gpt2_tokenizer.save_pretrained(save_dir)
+reloaded = GPT2HeadWithValueModel.from_pretrained(save_dir)
+print(save_dir, "->", type(reloaded).__name__)
+'''),
+]
+
+
+def notebook(cells: list[tuple[str, str]], name: str) -> nbformat.NotebookNode:
+    url = COLAB.format(repo=REPO, name=name)
+    nb = new_notebook()
+    for i, (kind, source) in enumerate(cells):
+        source = source.replace("{badge}", BADGE.format(url=url)).rstrip("\n")
+        cell_id = f"{Path(name).stem.replace('_', '-')}-{i:02d}"
+        if kind == "md":
+            nb.cells.append(new_markdown_cell(source, id=cell_id))
+        else:
+            cell = new_code_cell(source, id=cell_id)
+            if kind == "params":
+                cell.metadata["tags"] = ["parameters"]
+            nb.cells.append(cell)
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",
+        "colab": {"provenance": [], "gpuType": "T4"},
+    }
+    nbformat.validate(nb)
+    return nb
+
+
+def main() -> None:
+    for cells, name in ((COLAB_CELLS, "promptrl_colab.ipynb"), (SENTIMENT_CELLS, "sentiment_gpt2.ipynb")):
+        nbformat.write(notebook(cells, name), HERE / name)
+        print("wrote", HERE / name)
+
+
+if __name__ == "__main__":
+    main()
