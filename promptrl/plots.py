@@ -31,30 +31,32 @@ def image_grid(images: list[Image.Image], captions: list[str], cols: int = 4, ti
 
 
 def plot_report(history: list[dict], path: str | Path) -> None:
-    """reward/mean +- std per component, KL and its coefficient, over the steps of a run."""
-    import matplotlib
+    """One panel per reward component (mean +- std), then KL and its coefficient, per step.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Draws on a standalone Agg figure, so a Jupyter kernel's plotting backend is left alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     steps = [h["step"] for h in history]
-    components = sorted({k[len("reward/"):-len("/mean")] for h in history for k in h
-                         if k.startswith("reward/") and k.endswith("/mean")})
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name in components:
+    names = sorted({k[len("reward/"):-len("/mean")] for h in history for k in h
+                    if k.startswith("reward/") and k.endswith("/mean")}, key=lambda n: (n != "total", n))
+    panels = len(names) + 2
+    fig = Figure(figsize=(4 * panels, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    for ax, name in zip(axes, names):
         mean = [h.get(f"reward/{name}/mean", float("nan")) for h in history]
         std = [h.get(f"reward/{name}/std", 0.0) for h in history]
-        axes[0].plot(steps, mean, label=name)
-        axes[0].fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.15)
-    axes[0].set_title("reward (mean ± std)")
-    axes[0].legend(fontsize=8)
-    axes[1].plot(steps, [h.get("objective/kl", float("nan")) for h in history], color="tab:red")
-    axes[1].set_title("KL to the reference (nats / prompt)")
-    axes[2].plot(steps, [h.get("objective/kl_coef", float("nan")) for h in history], color="tab:purple")
-    axes[2].set_title("KL coefficient")
+        ax.plot(steps, mean, color="tab:blue")
+        ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+        ax.set_title(f"reward: {name} (mean ± std)")
+    axes[-2].plot(steps, [h.get("objective/kl", float("nan")) for h in history], color="tab:red")
+    axes[-2].set_title("KL to the reference (nats / prompt)")
+    axes[-1].plot(steps, [h.get("objective/kl_coef", float("nan")) for h in history], color="tab:purple")
+    axes[-1].set_title("KL coefficient")
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=90)
