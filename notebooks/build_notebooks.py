@@ -104,9 +104,9 @@ doing).
     ("code", '''\
 import dataclasses
 
-from promptrl.app import weighted_terms
 from promptrl.config import load_config
 from promptrl.presets import resolve_tiny
+from promptrl.rewards import weighted_terms
 
 TINY_RUN = ["steps=24", "samples_per_idea=4", "rewards.baseline=group", "image_every=4", "save_every=8"]
 if MODE == "tiny" and IDEAS == "bundled":

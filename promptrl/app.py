@@ -38,7 +38,7 @@ from .config import TrainConfig, load_config
 from .generation import PromptGenerator
 from .presets import PRESETS, resolve_tiny
 from .rendering import Renderer, idea_seed, resolve_device
-from .rewards import RewardError, WeightedSum, build_reward, score
+from .rewards import RewardError, WeightedSum, build_reward, score, weighted_terms
 from .trainer import RUN_INFO_FILE, PromptTrainer, find_checkpoint, load_ideas
 
 logger = logging.getLogger("promptrl")
@@ -153,23 +153,6 @@ def table_text(cell, what: str) -> str:
         raise UserError(f"{what} in the table is {len(text)} characters long; keep it under "
                         f"{MAX_PROMPT_CHARS} (Stable Diffusion reads 77 tokens at most).")
     return text
-
-
-def weighted_terms(terms: list[dict], weights: dict[str, float]) -> list[dict]:
-    """Reward specs with `weights[type]` for the built-in types (a type the config lacks is
-    added with its defaults); a zero weight drops the term; other terms keep their weight."""
-    out, seen = [], set()
-    for spec in terms:
-        spec, kind = dict(spec), spec.get("type")
-        if kind in weights:
-            seen.add(kind)
-            spec["weight"] = weights[kind]
-        if spec.get("weight", 1.0) != 0:
-            out.append(spec)
-    out += [{"type": kind, "weight": w} for kind, w in weights.items() if kind not in seen and w != 0]
-    if not out:
-        raise UserError("Every reward weight is zero: give at least one reward a non-zero weight.")
-    return out
 
 
 def reward_weights(aesthetic, similarity, penalty) -> dict[str, float]:

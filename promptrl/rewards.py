@@ -505,6 +505,23 @@ def import_target(target: str) -> Callable:
     return obj
 
 
+def weighted_terms(terms: list[dict], weights: dict[str, float]) -> list[dict]:
+    """Reward specs with `weights[type]` for the built-in types (a type the specs lack is
+    added with its defaults); a zero weight drops the term; other terms keep their weight."""
+    out, seen = [], set()
+    for spec in terms:
+        spec, kind = dict(spec), spec.get("type")
+        if kind in weights:
+            seen.add(kind)
+            spec["weight"] = weights[kind]
+        if spec.get("weight", 1.0) != 0:
+            out.append(spec)
+    out += [{"type": kind, "weight": w} for kind, w in weights.items() if kind not in seen and w != 0]
+    if not out:
+        raise ValueError("Every reward weight is zero: give at least one reward a non-zero weight.")
+    return out
+
+
 def build_reward(
     specs: list[dict],
     device: str | torch.device | None = None,
