@@ -17,6 +17,7 @@ processes with the same code.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Sequence
 
@@ -100,6 +101,13 @@ class PPOTrainer:
             mixed_precision=self.config.mixed_precision,
             gradient_accumulation_steps=self.config.gradient_accumulation_steps,
         )
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and self.accelerator.num_processes == 1:
+            raise RuntimeError(
+                f"Launched as {launched} processes (WORLD_SIZE={launched}) but accelerate runs each as a "
+                "single process, so every rank would train alone. On CPU set ACCELERATE_USE_CPU=true "
+                "(or pass Accelerator(cpu=True)); on GPUs launch with `accelerate launch` or torchrun."
+            )
         self.tokenizer = tokenizer
         self.pad_id = _pad_id(tokenizer, model)
         self.vocab_size = model.vocab_size

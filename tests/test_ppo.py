@@ -89,6 +89,14 @@ def test_unknown_ppo_parameter_is_a_clear_error(gpt2_dir):
         PPOTrainer(model, None, None, batch_size=1, forward_batchsize=1)
 
 
+def test_multi_process_launch_that_accelerate_does_not_see_is_refused(gpt2_dir, monkeypatch):
+    """torchrun on CPU without ACCELERATE_USE_CPU: each rank would silently train alone."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    model = ValueHeadModel.from_pretrained(gpt2_dir)
+    with pytest.raises(RuntimeError, match="ACCELERATE_USE_CPU=true"):
+        PPOTrainer(model, None, None, batch_size=1)
+
+
 # -- padding, positions, temperature -------------------------------------------------------
 @pytest.mark.parametrize("arch", ["gpt2", "bloom"])
 @pytest.mark.parametrize("separate_ref", [True, False], ids=["ref-model", "ref-copy"])
