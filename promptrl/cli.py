@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, OSError, TypeError) as err:  # OSError: a model path or name that cannot be loaded
         if args.verbose:
             raise
         print(f"promptrl {args.command}: error: {err}", file=sys.stderr)

@@ -189,12 +189,7 @@ class ValueHeadModel(nn.Module):
 
     @classmethod
     def _load_lm(cls, name_or_path: str, **kwargs) -> PreTrainedModel:
-        if not Path(name_or_path).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-            if "/" not in name_or_path or name_or_path.startswith((".", "/")):
-                raise FileNotFoundError(
-                    f"Model '{name_or_path}' is not a local directory and the hub is offline "
-                    "(HF_HUB_OFFLINE=1); pass the path of a directory written by save_pretrained."
-                )
+        check_model_source(name_or_path)
         config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
         cls._check_model_type(config)
         return AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
@@ -211,6 +206,22 @@ class ValueHeadModel(nn.Module):
         if self.is_peft_model:
             return self.pretrained_model.disable_adapter()
         return contextlib.nullcontext()
+
+
+def check_model_source(name_or_path: str | os.PathLike, what: str = "Model") -> None:
+    """Fail early, with a clear message, on a local path that does not exist.
+
+    Hub names ('org/name' or 'name') are left to transformers, which also finds them in the
+    local cache when the hub is offline.
+    """
+    name = str(name_or_path)
+    if Path(name).expanduser().exists():
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise FileNotFoundError(
+            f"{what} '{name}' does not exist; pass a directory written by save_pretrained "
+            "or a hub name such as 'bigscience/bloom-560m'."
+        )
 
 
 def _load_value_head(name_or_path) -> dict | None:

@@ -30,7 +30,7 @@ from transformers import AutoTokenizer
 
 from .config import TrainConfig, save_config
 from .generation import PromptGenerator
-from .models import ValueHeadModel
+from .models import ValueHeadModel, check_model_source
 from .plots import image_grid, plot_report
 from .ppo import PPOTrainer
 from .presets import resolve_tiny
@@ -171,6 +171,8 @@ class PromptTrainer:
             log_with=list(config.trackers) or None,
             project_dir=str(self.output_dir),
         )
+        check_model_source(config.policy.model, "policy.model")
+        check_model_source(config.policy.tokenizer or config.policy.model, "policy.tokenizer")
         self.tokenizer = AutoTokenizer.from_pretrained(config.policy.tokenizer or config.policy.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

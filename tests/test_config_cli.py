@@ -62,6 +62,11 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert main(["generate", "--model", str(tmp_path / "missing"), "an idea"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
+    missing = tmp_path / "no-such-model"
+    assert main(["train", "--preset", "tiny", "--set", f"policy.model={missing}", "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # (tiny-model build progress bars may precede it)
+    assert err[-1] == f"promptrl train: error: policy.model '{missing}' does not exist; pass a directory " \
+        "written by save_pretrained or a hub name such as 'bigscience/bloom-560m'."
 
 
 def test_help_and_module_entry_point():
