@@ -19,13 +19,6 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return torch.gather(logp, -1, labels.unsqueeze(-1)).squeeze(-1)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the categorical distribution at each position. `[..., vocab]` -> `[...]`."""
-    logits = logits.float()
-    pd = F.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (pd * logits).sum(-1)
-
-
 def entropy_from_logprobs(all_logprobs: torch.Tensor) -> torch.Tensor:
     """Entropy from a normalised log-softmax (cheaper than from logits). `[..., vocab]` -> `[...]`."""
     return -(all_logprobs.exp() * all_logprobs).sum(-1)

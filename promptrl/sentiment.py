@@ -22,7 +22,7 @@ import torch
 
 from .generation import respond_to_batch
 from .rendering import resolve_device
-from .tiny import SEED, _build_atomically, default_cache_dir, train_policy_tokenizer
+from .tiny import SEED, build_atomically, default_cache_dir, train_policy_tokenizer
 
 BUNDLED_REVIEWS = Path(__file__).parent / "data" / "reviews.txt"
 LM_NAME = "lvwerra/gpt2-imdb"
@@ -150,7 +150,7 @@ def build_tiny_sentiment(cache_dir: str | Path | None = None) -> dict[str, str]:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    lm = _build_atomically(root / "sentiment-gpt2", "config.json", build_lm)
+    lm = build_atomically(root / "sentiment-gpt2", "config.json", build_lm)
 
     def build_classifier(tmp: Path) -> None:
         from tokenizers import processors
@@ -182,5 +182,5 @@ def build_tiny_sentiment(cache_dir: str | Path | None = None) -> dict[str, str]:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    classifier = _build_atomically(root / "sentiment-classifier", "config.json", build_classifier)
+    classifier = build_atomically(root / "sentiment-classifier", "config.json", build_classifier)
     return {"lm": str(lm), "classifier": str(classifier)}

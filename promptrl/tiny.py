@@ -48,7 +48,7 @@ def default_cache_dir() -> Path:
     return Path(root) / "tiny"
 
 
-def _build_atomically(path: str | Path, marker: str, build: Callable[[Path], None]) -> Path:
+def build_atomically(path: str | Path, marker: str, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp_dir)`` and rename ``tmp_dir`` to ``path`` unless ``path/marker`` exists.
 
     When two processes race, the loser's rename fails and its copy is discarded: the
@@ -139,7 +139,7 @@ def build_tiny_policy(path: str | Path | None = None) -> str:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    return str(_build_atomically(path, "config.json", build))
+    return str(build_atomically(path, "config.json", build))
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -254,7 +254,7 @@ def build_tiny_pipeline(path: str | Path | None = None) -> str:
         )
         pipe.save_pretrained(tmp, safe_serialization=True)
 
-    return str(_build_atomically(path, "model_index.json", build))
+    return str(build_atomically(path, "model_index.json", build))
 
 
 # --------------------------------------------------------------------------- CLIP
@@ -336,7 +336,7 @@ def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
         calibrate_aesthetic_mlp(mlp, embeddings)
         save_file(mlp.state_dict(), tmp / "aesthetic_mlp.safetensors")
 
-    out = _build_atomically(path, "aesthetic_mlp.safetensors", build)
+    out = build_atomically(path, "aesthetic_mlp.safetensors", build)
     return {
         "model_name": name,
         "pretrained": str(out / "open_clip_model.safetensors"),

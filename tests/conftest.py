@@ -7,6 +7,7 @@ exactly as users do: `from_pretrained(local_dir)`.
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import torch
@@ -108,3 +109,15 @@ def tiny_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PROMPTRL_CACHE", str(tmp_path_factory.getbasetemp() / "promptrl-cache"))
         yield
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """`free_port() -> int`: a loopback port nothing listens on right now."""
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return pick
