@@ -192,6 +192,10 @@ class ValueHeadModel(nn.Module):
         check_model_source(name_or_path)
         config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
         cls._check_model_type(config)
+        # transformers 5 loads in the checkpoint's dtype by default: bigscience/bloom-560m is
+        # stored in fp16, and PPO on fp16 weights (and fp16 log-probs) loses updates and ratios.
+        # The policy trains in fp32; mixed precision is accelerate's job (ppo.mixed_precision).
+        kwargs.setdefault("dtype", torch.float32)
         return AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:

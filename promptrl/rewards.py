@@ -134,15 +134,26 @@ class ClipModel:
         dtype: str | torch.dtype | None = None,
     ):
         import open_clip
+        from open_clip.pretrained import get_pretrained_cfg
 
         if model_name == TINY_CLIP_NAME:
+            # open_clip only knows configs registered in this process, and the tiny model's is
+            # not built in: every process that names it (CLI, app, notebook) registers it here.
             register_tiny_clip()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model_name, self.pretrained = model_name, pretrained
         precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32")
+        # OpenAI's CLIPs were trained with QuickGELU, but open_clip's "ViT-L-14" config uses
+        # GELU: without this, ("ViT-L-14", "openai") runs the real weights with the wrong
+        # activation (open_clip only warns) and every embedding, hence every reward, is off.
+        quick_gelu = bool(pretrained) and get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False)
         self.model = open_clip.create_model(
-            model_name, pretrained=pretrained, device=self.device, precision=precision
+            model_name,
+            pretrained=pretrained,
+            device=self.device,
+            precision=precision,
+            force_quick_gelu=quick_gelu,
         ).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         cfg = self.model.visual.preprocess_cfg

@@ -145,14 +145,10 @@ def build_tiny_policy(path: str | Path | None = None) -> str:
 # --------------------------------------------------------------------------- pipeline
 
 
-def clip_bpe_tokenizer(model_max_length: int = 77):
-    """The real 49,408-token CLIP tokenizer (transformers), built from open_clip's bundled BPE.
-
-    Its ids match ``open_clip.tokenize`` and Stable Diffusion's tokenizer, without a download.
-    """
+def write_clip_bpe_files(directory: str | Path) -> None:
+    """``vocab.json`` and ``merges.txt`` of the real 49,408-token CLIP BPE, from open_clip's copy."""
     import open_clip
     from open_clip.tokenizer import bytes_to_unicode
-    from transformers import CLIPTokenizer
 
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     lines = gzip.open(bpe).read().decode("utf-8").split("\n")
@@ -160,13 +156,23 @@ def clip_bpe_tokenizer(model_max_length: int = 77):
     byte_symbols = list(bytes_to_unicode().values())
     vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
     vocab += ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    (Path(directory) / "vocab.json").write_text(
+        json.dumps({token: i for i, token in enumerate(vocab)}), encoding="utf-8"
+    )
+    (Path(directory) / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8"
+    )
+
+
+def clip_bpe_tokenizer(model_max_length: int = 77):
+    """The real 49,408-token CLIP tokenizer (transformers), built from open_clip's bundled BPE.
+
+    Its ids match ``open_clip.tokenize`` and Stable Diffusion's tokenizer, without a download.
+    """
+    from transformers import CLIPTokenizer
+
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(
-            json.dumps({token: i for i, token in enumerate(vocab)}), encoding="utf-8"
-        )
-        (Path(tmp) / "merges.txt").write_text(
-            "#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8"
-        )
+        write_clip_bpe_files(tmp)
         return CLIPTokenizer.from_pretrained(tmp, model_max_length=model_max_length)
 
 

@@ -1,0 +1,427 @@
+"""An offline stand-in for the Hugging Face Hub: the repositories the real presets name.
+
+``build_standin_hub(hf_home)`` writes a Hugging Face cache (``$HF_HOME/hub``) holding
+``bigscience/bloom-560m``, ``gpt2``, ``stabilityai/sd-turbo``, open_clip's ViT-L-14 ``openai``
+weights (``timm/vit_large_patch14_clip_224.openai``) and the LAION aesthetic predictor at the
+``hf://`` path the presets use. With ``HF_HOME`` pointing there and ``HF_HUB_OFFLINE=1``, the
+unchanged hub names load through the libraries' own hub code (``hf_hub_download``,
+``snapshot_download``), exactly as on Colab, minus the download.
+
+Each repository holds the files, formats and configs the real one does (as published on the
+hub): BLOOM's fp16 ``model.safetensors`` with base-model keys and its left-padding
+``BloomTokenizerFast`` config; GPT-2's fp32 weights, ``vocab.json``/``merges.txt`` and no pad
+token; sd-turbo's ``model_index.json``, its Euler scheduler config (trailing timesteps,
+``steps_offset=1``), an OpenCLIP-H-shaped ``CLIPTextModel`` and both the full and ``fp16``
+weight variants; a safetensors open_clip checkpoint; the aesthetic MLP as a pickled ``.pth``
+state dict (which promptrl loads with ``weights_only=True``). Tokenizers are trained on the
+bundled prompts (the real vocabularies are not available offline) but keep the real special
+tokens and their ids.
+
+Where the library reads the architecture from a config (BLOOM, GPT-2, UNet, VAE, text
+encoder), ``size="small"`` shrinks it; ``size="full"`` keeps the real sizes (for the CPU
+real-shape smoke test and the GPU benchmark). open_clip fixes ViT-L-14 by name, so its random
+weights are always real-size; they are written once, in fp16, to ``weights_cache`` and linked
+into every hub built afterwards. All weights are random: nothing here is a trained model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .tiny import DATA_DIR, SEED, build_atomically, write_clip_bpe_files
+
+REVISION = hashlib.sha1(b"promptrl stand-in hub").hexdigest()
+"""The commit every stand-in repository's ``refs/main`` points at."""
+
+BLOOM = "bigscience/bloom-560m"
+GPT2 = "gpt2"
+SD_TURBO = "stabilityai/sd-turbo"
+OPENCLIP_VIT_L_14 = "timm/vit_large_patch14_clip_224.openai"
+AESTHETIC = ("camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth")
+SIZES = ("small", "full")
+
+# Architecture fields of the real configs; "small" replaces the sizes only.
+_BLOOM_CONFIG = {
+    "apply_residual_connection_post_layernorm": False,
+    "architectures": ["BloomForCausalLM"],
+    "attention_dropout": 0.0,
+    "attention_softmax_in_fp32": True,
+    "bias_dropout_fusion": True,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 3,
+    "unk_token_id": 0,
+    "hidden_dropout": 0.0,
+    "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05,
+    "masked_softmax_fusion": True,
+    "model_type": "bloom",
+    "n_inner": None,
+    "offset_alibi": 100,
+    "pretraining_tp": 1,
+    "skip_bias_add": True,
+    "skip_bias_add_qkv": False,
+    "slow_but_exact": False,
+    "use_cache": True,
+    "n_embed": 1024,
+    "n_layer": 24,
+    "num_attention_heads": 16,
+    "vocab_size": 250880,
+}
+_GPT2_CONFIG = {
+    "activation_function": "gelu_new",
+    "architectures": ["GPT2LMHeadModel"],
+    "attn_pdrop": 0.1,
+    "bos_token_id": 50256,
+    "eos_token_id": 50256,
+    "embd_pdrop": 0.1,
+    "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05,
+    "model_type": "gpt2",
+    "n_ctx": 1024,
+    "n_embd": 768,
+    "n_head": 12,
+    "n_layer": 12,
+    "n_positions": 1024,
+    "resid_pdrop": 0.1,
+    "summary_activation": None,
+    "summary_first_dropout": 0.1,
+    "summary_proj_to_labels": True,
+    "summary_type": "cls_index",
+    "summary_use_proj": True,
+    "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+    "vocab_size": 50257,
+}
+_SD_TURBO_INDEX = {
+    "_class_name": "StableDiffusionPipeline",
+    "_diffusers_version": "0.24.0.dev0",
+    "feature_extractor": [None, None],
+    "image_encoder": [None, None],
+    "requires_safety_checker": True,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+_SD_TURBO_SCHEDULER = {
+    "_class_name": "EulerDiscreteScheduler",
+    "_diffusers_version": "0.24.0.dev0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": False,
+    "sigma_max": None,
+    "sigma_min": None,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "trailing",
+    "timestep_type": "discrete",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+
+def default_weights_cache() -> Path:
+    """Where the real-size ViT-L-14 weights are kept between sessions (0.9 GB):
+    ``$PROMPTRL_STANDIN_WEIGHTS``, else ``~/.cache/promptrl/standin-weights``."""
+    env = os.environ.get("PROMPTRL_STANDIN_WEIGHTS")
+    return Path(env) if env else Path.home() / ".cache" / "promptrl" / "standin-weights"
+
+
+def repo_dir(hub_cache: Path, repo_id: str) -> Path:
+    """The snapshot folder of ``repo_id`` in a hub cache (``models--org--name/snapshots/<rev>``)."""
+    return Path(hub_cache) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / REVISION
+
+
+def _install(hub_cache: Path, repo_id: str, write: Callable[[Path], None]) -> None:
+    """Write one repository: files into its snapshot, and ``refs/main`` naming that snapshot."""
+    snapshot = repo_dir(hub_cache, repo_id)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    write(snapshot)
+    refs = snapshot.parent.parent / "refs"
+    refs.mkdir(exist_ok=True)
+    (refs / "main").write_text(REVISION)
+
+
+def _save_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _bpe(special_first: list[str], special_last: list[str], vocab_size: int):
+    """A byte-level BPE (as BLOOM's and GPT-2's) trained on the bundled prompts, with special
+    tokens at the ids the real tokenizers give them: first in the vocabulary, or last."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(special_last),
+        special_tokens=special_first,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    texts = [
+        part
+        for name in ("ideas.txt", "prompts.txt")
+        for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines()
+        for part in line.split("\t")
+    ]
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_special_tokens(special_last)
+    return tok
+
+
+def _lm_weights(config, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Random weights of a causal LM with base-model keys (``h.0...``, no ``transformer.``
+    prefix and no tied LM head), as the original BLOOM and GPT-2 checkpoints store them."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(SEED)
+    model = AutoModelForCausalLM.from_config(config)
+    state = model.base_model.state_dict()
+    return {k: v.to(dtype).contiguous() for k, v in state.items() if not k.endswith(".attn.bias")}
+
+
+def _write_bloom(root: Path, size: str) -> None:
+    from safetensors.torch import save_file
+    from transformers import BloomConfig, PreTrainedTokenizerFast
+
+    raw = dict(_BLOOM_CONFIG)
+    tok = _bpe(["<unk>", "<s>", "</s>", "<pad>"], [], 1000)
+    if size == "small":
+        raw.update(n_embed=64, n_layer=2, num_attention_heads=4, vocab_size=tok.get_vocab_size())
+    _save_json(root / "config.json", raw)
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(root)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        (root / name).unlink(missing_ok=True)
+    _save_json(
+        root / "special_tokens_map.json",
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+    )
+    _save_json(
+        root / "tokenizer_config.json",
+        {
+            "add_prefix_space": False,
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "model_max_length": 1000000000000000019884624838656,
+            "pad_token": "<pad>",
+            "padding_side": "left",
+            "tokenizer_class": "BloomTokenizerFast",
+            "unk_token": "<unk>",
+        },
+    )
+    config = BloomConfig(**{k: v for k, v in raw.items() if k != "architectures"})
+    save_file(
+        _lm_weights(config, torch.float16),
+        str(root / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+
+
+def _write_gpt2(root: Path, size: str) -> None:
+    from safetensors.torch import save_file
+    from transformers import GPT2Config
+
+    raw = dict(_GPT2_CONFIG)
+    tok = _bpe([], ["<|endoftext|>"], 1000)
+    eos = tok.get_vocab_size() - 1
+    if size == "small":
+        raw.update(
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_ctx=256,
+            n_positions=256,
+            vocab_size=eos + 1,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    _save_json(root / "config.json", raw)
+    _save_json(
+        root / "generation_config.json",
+        {"bos_token_id": raw["bos_token_id"], "eos_token_id": raw["eos_token_id"]},
+    )
+    tok.save(str(root / "tokenizer.json"))
+    model = json.loads(tok.to_str())["model"]
+    _save_json(root / "vocab.json", model["vocab"])
+    merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
+    (root / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    _save_json(root / "tokenizer_config.json", {"model_max_length": raw["n_positions"]})
+    config = GPT2Config(**{k: v for k, v in raw.items() if k != "architectures"})
+    save_file(
+        _lm_weights(config, torch.float32),
+        str(root / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+
+
+def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
+    """sd-turbo: SD 2.1's architecture (OpenCLIP-H text encoder, linear-projection UNet)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(SEED)
+    full = size == "full"
+    text_config = CLIPTextConfig(
+        vocab_size=49408,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        projection_dim=512,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,  # as in SD 2.x's config (the tokenizer decides)
+        hidden_size=1024 if full else 32,
+        intermediate_size=4096 if full else 64,
+        num_hidden_layers=23 if full else 2,
+        num_attention_heads=16 if full else 4,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        use_linear_projection=True,
+        cross_attention_dim=text_config.hidden_size,
+        layers_per_block=2 if full else 1,
+        block_out_channels=(320, 640, 1280, 1280) if full else (32, 64),
+        attention_head_dim=(5, 10, 20, 20) if full else (2, 4),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+        if full
+        else ("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+        if full
+        else ("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=32 if full else 16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=512,
+        block_out_channels=(128, 256, 512, 512) if full else (32, 64),
+        layers_per_block=2 if full else 1,
+        down_block_types=("DownEncoderBlock2D",) * (4 if full else 2),
+        up_block_types=("UpDecoderBlock2D",) * (4 if full else 2),
+        norm_num_groups=32 if full else 16,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    for variant in variants:  # "" is the full-precision file set, "fp16" the half one
+        dtype = torch.float16 if variant == "fp16" else torch.float32
+        for sub, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+            module.to(dtype).save_pretrained(
+                root / sub, safe_serialization=True, variant=variant or None
+            )
+    # The slow-tokenizer files SD 2.x ships; its tokenizer pads with "!" (id 0), not <|endoftext|>.
+    (root / "tokenizer").mkdir()
+    write_clip_bpe_files(root / "tokenizer")
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "!",
+        "unk_token": "<|endoftext|>",
+    }
+    _save_json(root / "tokenizer" / "special_tokens_map.json", special)
+    _save_json(
+        root / "tokenizer" / "tokenizer_config.json",
+        {
+            "add_prefix_space": False,
+            "do_lower_case": True,
+            "errors": "replace",
+            "model_max_length": 77,
+            "tokenizer_class": "CLIPTokenizer",
+            **special,
+        },
+    )
+    _save_json(root / "scheduler" / "scheduler_config.json", _SD_TURBO_SCHEDULER)
+    _save_json(root / "model_index.json", _SD_TURBO_INDEX)
+
+
+def vit_l_14_weights(cache: Path | None = None) -> Path:
+    """Real-size random ViT-L-14 weights in open_clip's layout, fp16 safetensors, built once."""
+    path = Path(cache) if cache is not None else default_weights_cache()
+
+    def build(tmp: Path) -> None:
+        import open_clip
+        from safetensors.torch import save_file
+
+        torch.manual_seed(SEED)
+        model = open_clip.create_model("ViT-L-14", pretrained=None, force_quick_gelu=True)
+        state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "open_clip_model.safetensors"))
+
+    return (
+        build_atomically(path / "vit-l-14-openai", "open_clip_model.safetensors", build)
+        / "open_clip_model.safetensors"
+    )
+
+
+def _write_aesthetic(root: Path) -> None:
+    from .rewards import AestheticMLP
+
+    torch.manual_seed(SEED)
+    torch.save(AestheticMLP(768).state_dict(), root / AESTHETIC[1])  # a pickled .pth, as published
+
+
+def build_standin_hub(
+    hf_home: str | Path,
+    size: str = "small",
+    weights_cache: str | Path | None = None,
+    sd_variants: tuple[str, ...] = ("", "fp16"),
+) -> Path:
+    """Write the stand-in hub to ``hf_home/hub`` (once: a finished one is reused); returns ``hf_home``.
+
+    Point ``HF_HOME`` at the result, with ``HF_HUB_OFFLINE=1``, before anything imports
+    ``huggingface_hub`` (it reads both at import). ``sd_variants`` chooses sd-turbo's weight
+    files: ``""`` the full-precision ones (CPU), ``"fp16"`` the half ones (what CUDA loads).
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    vit = vit_l_14_weights(Path(weights_cache) if weights_cache is not None else None)
+
+    def build(tmp: Path) -> None:
+        hub = tmp / "hub"
+        _install(hub, BLOOM, lambda root: _write_bloom(root, size))
+        _install(hub, GPT2, lambda root: _write_gpt2(root, size))
+        _install(hub, SD_TURBO, lambda root: _write_sd_turbo(root, size, sd_variants))
+        _install(hub, AESTHETIC[0], _write_aesthetic)
+        # A link, like the hub cache's own snapshot -> blob links: the 0.9 GB file exists once.
+        _install(
+            hub, OPENCLIP_VIT_L_14, lambda root: _link(vit, root / "open_clip_model.safetensors")
+        )
+        (tmp / "STANDIN").write_text(json.dumps({"size": size, "sd_variants": list(sd_variants)}))
+
+    return build_atomically(hf_home, "STANDIN", build)
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.symlink(Path(src).resolve(), dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def standin_env(hf_home: str | Path) -> dict[str, str]:
+    """Environment variables that make a process load the hub names from a stand-in hub."""
+    return {
+        "HF_HOME": str(hf_home),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
