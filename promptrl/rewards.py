@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -215,9 +216,20 @@ class ClipModel:
 
     @torch.no_grad()
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings ``[batch, D]`` (float32) of images in [0, 1]."""
+        """L2-normalised image embeddings ``[batch, D]`` (float32) of images in [0, 1].
+
+        Called again with the very same, unmodified tensor (the aesthetic and similarity
+        rewards scoring one batch), it returns the embeddings it computed for it: one ViT
+        forward per batch instead of one per reward.
+        """
+        last = getattr(self, "_last", None)
+        if last is not None and last[0]() is images and last[1] == images._version:
+            return last[2]
         pixels = self.preprocess(images).to(self.dtype)
-        return F.normalize(self.model.encode_image(pixels).float(), dim=-1)
+        embeddings = F.normalize(self.model.encode_image(pixels).float(), dim=-1)
+        # A weak reference: the cache never keeps a batch of images alive.
+        self._last = (weakref.ref(images), images._version, embeddings)
+        return embeddings
 
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:

@@ -54,6 +54,21 @@ def test_clip_embeddings(clip, images):
     assert not img.requires_grad
 
 
+def test_rewards_on_one_batch_share_one_clip_forward(clip, images, assets, monkeypatch):
+    calls = []
+    encode = clip.model.encode_image
+    monkeypatch.setattr(clip.model, "encode_image", lambda x: calls.append(len(x)) or encode(x))
+    reward = WeightedSum({"aesthetic": (1.0, AestheticReward(clip, assets["aesthetic_weights"])),
+                          "similarity": (1.0, ClipSimilarityReward(clip))})
+    score(reward, images, PROMPTS, IDEAS)
+    assert calls == [3]
+    images.mul_(0.5)  # changed in place: computed afresh
+    first = clip.image_embeddings(images)
+    assert calls == [3, 3] and clip.image_embeddings(images) is first
+    torch.testing.assert_close(clip.image_embeddings(images.clone()), first)
+    assert calls == [3, 3, 3]
+
+
 def test_clip_preprocessing_matches_open_clip_pil_transform(clip):
     from open_clip.transform import image_transform
     from PIL import Image
