@@ -73,6 +73,14 @@ Two modes:
 
 `MODE` picks a preset (`bloom-560m`, `gpt2` or `tiny`); everything else in the preset can be
 changed with `OVERRIDES` (the same `key=value` strings as `promptrl train --set`).
+
+**Colab fit.** On a T4 (16 GB) the `bloom-560m` preset needs about 10-12 GB of GPU memory and
+roughly 20-30 minutes per 100 PPO steps. Both are estimates, derived from the models' parameter
+and FLOP counts and the T4's published throughput, not measured (the README's "Colab fit" shows
+the arithmetic). If it runs out of memory, add to `OVERRIDES`, in this order:
+`"render.chunk_size=4"`; then `"ppo.mini_batch_size=4"`, `"ppo.forward_batch_size=4"`;
+then `"policy.gradient_checkpointing=true"`, `"generation.max_new_tokens=32"`. If it is too slow:
+`"render.height=384"`, `"render.width=384"`, `"ppo.batch_size=16"`, or fewer `STEPS`.
 """),
     ("params", '''\
 MODE = "bloom-560m" if torch.cuda.is_available() else "tiny"
