@@ -280,3 +280,38 @@ def test_app_serves_the_bloom_560m_preset(standin_hub, tmp_path, free_port):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_colab_notebook_runs_in_bloom_560m_mode(standin_hub, tmp_path, monkeypatch):
+    """The Colab notebook's real mode, top to bottom, with small overrides (the app cell builds
+    the real app; only its `launch` is replaced, as in test_notebooks)."""
+    nbclient = pytest.importorskip("nbclient")
+    from test_notebooks import EXTRA, inject, load, printed
+
+    for key, value in env_for(standin_hub).items():
+        monkeypatch.setenv(key, value)
+    nb = load("promptrl_colab.ipynb")
+    overrides = [o for o in SMALL_RUN if not o.startswith("steps=")]
+    params = {
+        "MODE": "bloom-560m",
+        "STEPS": 1,
+        "OVERRIDES": overrides,
+        "COMPARE_IDEAS": ["a lighthouse"],
+        "LAUNCH_APP": True,
+        "PUSH_TO_HUB": False,
+    }
+    inject(nb, params, EXTRA["promptrl_colab.ipynb"])
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    try:
+        client.execute()
+    finally:
+        nbformat = pytest.importorskip("nbformat")
+        nbformat.write(
+            nb, tmp_path / "executed-promptrl_colab.ipynb"
+        )  # to read when something fails
+    (models,) = printed(nb, "bloom-560m:")
+    assert models.startswith("bigscience/bloom-560m -> stabilityai/sd-turbo, 1 steps")
+    assert len(printed(nb, "REWARD_RISE")) == 1
+    assert printed(nb, "APP_LAUNCH") == ['{"share": false}']
