@@ -116,6 +116,25 @@ def render_comparison(
         print(f"  {name:10s} {wall:8.3f} s  ({wall / base:5.2f} x plain call)")
 
 
+class SyncedRenderer:
+    """A renderer that waits for the GPU before returning. The trainer's stage clocks read the
+    host's time; rendering hands back images still being computed (decoding prompts and
+    reading rewards synchronise the other stages), so without this, render time lands in score."""
+
+    def __init__(self, renderer):
+        self.renderer = renderer
+
+    def __getattr__(self, name):
+        return getattr(self.renderer, name)
+
+    def __call__(self, *args, **kwargs):
+        import torch
+
+        out = self.renderer(*args, **kwargs)
+        torch.cuda.synchronize()
+        return out
+
+
 def main() -> None:
     args = parse_args()
     real = args.gpu or args.real
@@ -174,6 +193,8 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         trainer = PromptTrainer(config)
+        if cuda:
+            trainer.renderer = SyncedRenderer(trainer.renderer)
         trainer.setup()
         loaded = time.perf_counter() - t0
         history = trainer.train()
@@ -200,7 +221,13 @@ def main() -> None:
         if real:
             ideas = trainer.ideas_for_step(0)
             prompts = trainer.generator(ideas).prompts
-            render_comparison(trainer.renderer, ideas, prompts, args.repeats, cuda)
+            render_comparison(
+                trainer.renderer.renderer if cuda else trainer.renderer,
+                ideas,
+                prompts,
+                args.repeats,
+                cuda,
+            )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         if real and not args.hub:
