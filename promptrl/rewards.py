@@ -48,6 +48,7 @@ RewardFn = Callable[[torch.Tensor, list[str], list[str]], "torch.Tensor | Sequen
 # trained on L2-normalised OpenAI CLIP ViT-L/14 image embeddings; scores are roughly 1-10.
 AESTHETIC_WEIGHTS = "hf://camenduru/improved-aesthetic-predictor/sac+logos+ava1-l14-linearMSE.pth"
 AESTHETIC_CLIP = ("ViT-L-14", "openai")
+TEXT_CACHE_SIZE = 4096  # texts whose CLIP embeddings a ClipModel keeps (12 MB at ViT-L-14's 768)
 
 
 class RewardError(ValueError):
@@ -233,9 +234,21 @@ class ClipModel:
 
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """L2-normalised text embeddings ``[batch, D]`` (float32)."""
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+        """L2-normalised text embeddings ``[batch, D]`` (float32).
+
+        Each distinct text is encoded once and remembered (the last ``TEXT_CACHE_SIZE``): a
+        batch holds each idea ``samples_per_idea`` times and the ideas come back every epoch,
+        and ViT-L-14's text tower costs about a tenth of its image tower per item.
+        """
+        cache = self.__dict__.setdefault("_texts", {})
+        new = [t for t in dict.fromkeys(texts) if t not in cache]
+        if new:
+            tokens = self.tokenizer(new).to(self.device)
+            embeddings = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+            cache.update(zip(new, embeddings))
+            for old in list(cache)[: max(0, len(cache) - TEXT_CACHE_SIZE)]:
+                del cache[old]
+        return torch.stack([cache[t] for t in texts])
 
 
 # --------------------------------------------------------------------------- rewards

@@ -69,6 +69,21 @@ def test_rewards_on_one_batch_share_one_clip_forward(clip, images, assets, monke
     assert calls == [3, 3, 3]
 
 
+def test_text_embeddings_encode_each_distinct_text_once(assets, monkeypatch):
+    clip = ClipModel(assets["clip_model_name"], assets["clip_pretrained"], device="cpu")
+    fresh = clip.text_embeddings(IDEAS)
+    calls = []
+    encode = clip.model.encode_text
+    monkeypatch.setattr(clip.model, "encode_text", lambda x: calls.append(len(x)) or encode(x))
+    again = clip.text_embeddings([IDEAS[1], "a new idea", IDEAS[1], "a new idea"])
+    assert calls == [1]  # only the unseen text, once
+    torch.testing.assert_close(again[0], fresh[1])
+    torch.testing.assert_close(again[1], again[3])
+    monkeypatch.setattr("promptrl.rewards.TEXT_CACHE_SIZE", 2)
+    clip.text_embeddings(["x"])
+    assert list(clip._texts) == ["a new idea", "x"]  # the oldest are dropped
+
+
 def test_clip_preprocessing_matches_open_clip_pil_transform(clip):
     from open_clip.transform import image_transform
     from PIL import Image
