@@ -43,7 +43,16 @@ RUN_PREFIX = "run:"
 """Recorded paths inside the run dir are written `run:<relative path>`."""
 RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, MODEL_DIR)
 CONFIG_KEYS_THAT_MAY_CHANGE = frozenset(
-    {"steps", "save_every", "keep_checkpoints", "image_every", "eval_ideas", "trackers", "progress", "output_dir"}
+    {
+        "steps",
+        "save_every",
+        "keep_checkpoints",
+        "image_every",
+        "eval_ideas",
+        "trackers",
+        "progress",
+        "output_dir",
+    }
 )
 """Keys a resumed run may change: they say how long to run and what to write, not how to train."""
 
@@ -91,9 +100,18 @@ def prepare(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
     run = Path(run_dir)
     if not resume and is_used(run):
         if not overwrite:
-            raise ValueError(f"output_dir {run} already holds a run; pass --resume {run} to continue it, "
-                             "--overwrite to replace it, or choose another --output-dir.")
-        for name in (*RUN_MARKERS, SFT_DIR, IMAGES_DIR, "report.png", "samples.md", "before_after.png"):
+            raise ValueError(
+                f"output_dir {run} already holds a run; pass --resume {run} to continue it, "
+                "--overwrite to replace it, or choose another --output-dir."
+            )
+        for name in (
+            *RUN_MARKERS,
+            SFT_DIR,
+            IMAGES_DIR,
+            "report.png",
+            "samples.md",
+            "before_after.png",
+        ):
             target = run / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         for ckpt in checkpoints(run):
@@ -143,7 +161,9 @@ def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
     """`checkpoint-*` dirs of a run, oldest first."""
-    found = [p for p in Path(run_dir).glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and p.is_dir()]
+    found = [
+        p for p in Path(run_dir).glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and p.is_dir()
+    ]
     return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
 
@@ -159,12 +179,15 @@ def find_checkpoint(path: str | Path) -> Path:
         return path
     found = [p for p in checkpoints(path) if is_checkpoint(p)]
     if not found:
-        raise FileNotFoundError(f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories.")
+        raise FileNotFoundError(
+            f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories."
+        )
     return found[-1]
 
 
-def save_checkpoint(run_dir: str | Path, step: int, write_model: Callable[[Path], None], state: dict,
-                    keep: int) -> Path:
+def save_checkpoint(
+    run_dir: str | Path, step: int, write_model: Callable[[Path], None], state: dict, keep: int
+) -> Path:
     """Write `checkpoint-<step>` atomically (model files and trainer state), keep the newest `keep`."""
     if keep < 1:
         raise ValueError(f"keep_checkpoints must be at least 1, got {keep}.")
@@ -187,7 +210,9 @@ def load_checkpoint(path: str | Path) -> tuple[Path, dict]:
         return path, read_checkpoint(path)
     candidates = checkpoints(path)
     if not candidates:
-        raise FileNotFoundError(f"No checkpoint to resume in {path}: expected {STATE_FILE} or checkpoint-* directories.")
+        raise FileNotFoundError(
+            f"No checkpoint to resume in {path}: expected {STATE_FILE} or checkpoint-* directories."
+        )
     errors = []
     for ckpt in reversed(candidates):
         try:
@@ -201,8 +226,10 @@ def load_checkpoint(path: str | Path) -> tuple[Path, dict]:
 def read_checkpoint(ckpt: Path) -> dict:
     """The trainer state of one checkpoint, after checking every weights file in it reads."""
     if (ckpt / LEGACY_STATE_FILE).exists() and not (ckpt / STATE_FILE).exists():
-        raise CheckpointError(f"{ckpt / LEGACY_STATE_FILE} is a pickle from an older promptrl; it is not loaded "
-                              "because unpickling can run code. Start a new run.")
+        raise CheckpointError(
+            f"{ckpt / LEGACY_STATE_FILE} is a pickle from an older promptrl; it is not loaded "
+            "because unpickling can run code. Start a new run."
+        )
     from safetensors import safe_open
 
     for weights in sorted(ckpt.glob("*.safetensors")):
@@ -211,7 +238,9 @@ def read_checkpoint(ckpt: Path) -> dict:
                 for key in f.keys():
                     f.get_tensor(key)
         except Exception as err:  # safetensors raises its own error types for every kind of damage
-            raise CheckpointError(f"checkpoint file {weights} is unreadable ({type(err).__name__}: {err})") from None
+            raise CheckpointError(
+                f"checkpoint file {weights} is unreadable ({type(err).__name__}: {err})"
+            ) from None
     return load_state(ckpt)
 
 
@@ -234,8 +263,10 @@ def load_state(directory: str | Path) -> dict:
         tensors = load_file(str(directory / TENSORS_FILE))
         return _decode(json.loads((directory / STATE_FILE).read_text()), tensors)
     except Exception as err:
-        raise CheckpointError(f"checkpoint file {directory / STATE_FILE} (or {TENSORS_FILE}) is unreadable "
-                              f"({type(err).__name__}: {err})") from None
+        raise CheckpointError(
+            f"checkpoint file {directory / STATE_FILE} (or {TENSORS_FILE}) is unreadable "
+            f"({type(err).__name__}: {err})"
+        ) from None
 
 
 def _encode(obj, tensors: dict):
@@ -245,7 +276,9 @@ def _encode(obj, tensors: dict):
         return {"__tensor__": key}
     if isinstance(obj, np.ndarray):
         key = str(len(tensors))
-        tensors[key] = torch.from_numpy(obj.astype(np.int64) if obj.dtype.kind in "ui" else obj.copy())
+        tensors[key] = torch.from_numpy(
+            obj.astype(np.int64) if obj.dtype.kind in "ui" else obj.copy()
+        )
         return {"__ndarray__": key, "dtype": str(obj.dtype)}
     if isinstance(obj, np.generic):
         return obj.item()
@@ -263,7 +296,9 @@ def _encode(obj, tensors: dict):
         return {"__items__": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"Cannot store a {type(obj).__name__} in a checkpoint (only data: numbers, text, tensors).")
+    raise TypeError(
+        f"Cannot store a {type(obj).__name__} in a checkpoint (only data: numbers, text, tensors)."
+    )
 
 
 def _decode(obj, tensors: dict):
@@ -309,9 +344,15 @@ def check_resume_config(run_dir: str | Path, new: dict) -> None:
     if not path.exists():
         return
     old = yaml.safe_load(path.read_text()) or {}
-    changed = {k: v for k, v in config_changes(old, new).items() if k not in CONFIG_KEYS_THAT_MAY_CHANGE}
+    changed = {
+        k: v for k, v in config_changes(old, new).items() if k not in CONFIG_KEYS_THAT_MAY_CHANGE
+    }
     if changed:
-        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
-        raise ValueError(f"Cannot resume {run_dir} with a different config ({listed}). Only "
-                         f"{', '.join(sorted(CONFIG_KEYS_THAT_MAY_CHANGE))} may change on resume; "
-                         "start a new run (another --output-dir) to train differently.")
+        listed = "; ".join(
+            f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items())
+        )
+        raise ValueError(
+            f"Cannot resume {run_dir} with a different config ({listed}). Only "
+            f"{', '.join(sorted(CONFIG_KEYS_THAT_MAY_CHANGE))} may change on resume; "
+            "start a new run (another --output-dir) to train differently."
+        )

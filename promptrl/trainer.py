@@ -7,10 +7,10 @@ directory's layout (and every file name in it) is `rundir.py`'s.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
-import copy
 import math
 import random
 import time
