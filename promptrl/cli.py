@@ -80,7 +80,6 @@ def cmd_generate(args) -> None:
     import torch
 
     from .generation import PromptGenerationConfig, PromptGenerator
-
     from .trainer import load_ideas
 
     load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
