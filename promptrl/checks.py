@@ -11,11 +11,19 @@ import typing
 
 
 def _allowed(hint) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
-             dict: "a mapping"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
     origin = typing.get_origin(hint) or hint
     if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _allowed(a) for a in typing.get_args(hint))
+        return " or ".join(
+            "null" if a is type(None) else _allowed(a) for a in typing.get_args(hint)
+        )
     return names.get(origin, getattr(origin, "__name__", str(origin)))
 
 
@@ -30,7 +38,9 @@ def _fits(value, hint) -> bool:
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if origin in (list, dict, str):
         return isinstance(value, origin)
     return True
@@ -45,7 +55,9 @@ def check_types(obj, section: str) -> None:
         if dataclasses.is_dataclass(value):
             continue
         if not _fits(value, hints[f.name]):
-            raise ValueError(f"config key '{key(section, f.name)}' must be {_allowed(hints[f.name])}, got {value!r}.")
+            raise ValueError(
+                f"config key '{key(section, f.name)}' must be {_allowed(hints[f.name])}, got {value!r}."
+            )
 
 
 def key(section: str, name: str) -> str:
@@ -66,8 +78,10 @@ def positive(section: str, name: str, value) -> None:
 
 def one_of(section: str, name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"config key '{key(section, name)}' must be one of {', '.join(map(repr, choices))}, "
-                         f"got {value!r}.")
+        raise ValueError(
+            f"config key '{key(section, name)}' must be one of {', '.join(map(repr, choices))}, "
+            f"got {value!r}."
+        )
 
 
 def not_blank(section: str, name: str, value: str | None) -> None:

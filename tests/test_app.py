@@ -39,12 +39,12 @@ def picky(images, prompts, ideas):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, free_port):
     """(demo, url) of the app serving the tiny preset on a free port."""
-    from promptrl.app import build_app
+    from promptrl.app import build_app, serve
 
     demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("app-runs"), device="cpu",
                      extra_rewards={"picky": (0.5, picky)})
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
         yield demo, f"http://127.0.0.1:{port}/"
     finally:
@@ -227,12 +227,12 @@ def test_training_failures_are_reported_and_the_app_keeps_serving(client, tmp_pa
     no_weights = client.predict("tiny", None, None, 2, 0, 0, 0, TRAIN_OVERRIDES, api_name="/train_start")[1]
     assert no_weights.startswith("⚠️ Every reward weight is zero")
     bad_key = client.predict("tiny", None, None, 2, *WEIGHTS, "nonsense=3", api_name="/train_start")[1]
-    assert bad_key.startswith("⚠️ Unknown config key 'nonsense'")
+    assert bad_key.startswith("⚠️ The key 'nonsense' is not among the settings a visitor may change")
     from gradio_client import handle_file
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    assert "No ideas" in client.predict("tiny", None, handle_file(str(empty)), 2, *WEIGHTS, TRAIN_OVERRIDES,
+    assert "at least one idea" in client.predict("tiny", None, handle_file(str(empty)), 2, *WEIGHTS, TRAIN_OVERRIDES,
                                         api_name="/train_start")[1]
     boom = tmp_path / "boom.txt"
     boom.write_text("things explode\n")
