@@ -95,15 +95,18 @@ def is_used(run_dir: str | Path) -> bool:
     return any((run / name).exists() for name in RUN_MARKERS) or bool(checkpoints(run))
 
 
-def prepare(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
-    """Create `run_dir`; refuse to start a new run over an old one unless told to replace it."""
+def prepare(run_dir: str | Path, resume: bool, overwrite: bool, write: bool = True) -> Path:
+    """Create `run_dir`; refuse to start a new run over an old one unless told to replace it.
+    Every process checks; only the one with `write` (the main process) deletes and creates."""
     run = Path(run_dir)
+    if not resume and is_used(run) and not overwrite:
+        raise ValueError(
+            f"output_dir {run} already holds a run; pass --resume {run} to continue it, "
+            "--overwrite to replace it, or choose another --output-dir."
+        )
+    if not write:
+        return run
     if not resume and is_used(run):
-        if not overwrite:
-            raise ValueError(
-                f"output_dir {run} already holds a run; pass --resume {run} to continue it, "
-                "--overwrite to replace it, or choose another --output-dir."
-            )
         for name in (
             *RUN_MARKERS,
             SFT_DIR,

@@ -42,7 +42,8 @@ MAX_IDEA_CHARS = 1000
 """Characters per idea: an idea is a short seed; a longer one cannot fit the model's context."""
 MAX_BAD_STEPS = 3
 """Consecutive steps with a non-finite loss or weights (each rolled back) before the run stops."""
-find_checkpoint = rundir.find_checkpoint  # kept importable from here for existing callers
+# The run-dir layout is rundir.py's; these two stay importable from here for existing callers.
+find_checkpoint, RUN_INFO_FILE = rundir.find_checkpoint, rundir.RUN_INFO_FILE
 
 
 class NonFiniteError(ValueError):
@@ -225,7 +226,9 @@ class PromptTrainer:
         cfg = self.config
         set_seed(cfg.seed)
         state = None
-        rundir.prepare(self.output_dir, resume=resume is not None, overwrite=self.overwrite)
+        rundir.prepare(self.output_dir, resume=resume is not None, overwrite=self.overwrite,
+                       write=self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()
         if resume is not None:
             ckpt, state = rundir.load_checkpoint(resume)
             rundir.check_resume_config(ckpt.parent, self.given_config.to_dict())
