@@ -220,3 +220,20 @@ def test_credentials_come_from_a_flag_a_file_or_the_environment(tmp_path, monkey
     for bad in ("nopassword", "ann:short", ":nouser-here"):
         with pytest.raises(ValueError, match="user:password|8 characters"):
             resolve_auth(bad)
+
+
+def test_the_app_leaves_no_temp_dirs_behind(tmp_path):
+    """Download zips live in `<runs dir>/.downloads`, not in /tmp dirs nobody removes."""
+    import glob
+    import tempfile
+
+    from promptrl.app import build_app
+
+    pattern = os.path.join(tempfile.gettempdir(), "promptrl-app-*")
+    before = set(glob.glob(pattern))
+    demo = build_app("tiny", runs_dir=tmp_path / "runs", device="cpu", preload=False)
+    assert set(glob.glob(pattern)) == before
+    assert demo.training.download_dir == (tmp_path / "runs" / ".downloads").resolve()
+    demo.training.download_dir.mkdir(parents=True)
+    demo.training.close()
+    assert not demo.training.download_dir.exists()
