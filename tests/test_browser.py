@@ -114,7 +114,7 @@ def test_train_tab_trains_with_live_status_plots_and_samples(page):
     expect(page.locator("#train-message")).to_contain_text("No run is going")
 
     panel.get_by_label("Steps", exact=False).fill("2")
-    panel.get_by_text("Hyperparameters").click()
+    panel.get_by_text("Hyperparameters", exact=True).click()
     panel.get_by_label("key=value", exact=False).fill(TRAIN_OVERRIDES)
     page.locator("#start-btn").click()
     expect(page.locator("#train-message")).to_contain_text("Started a run of 2 steps")
