@@ -49,8 +49,12 @@ def stage(tmp_path_factory, free_port):
     secret = root / "secret.txt"
     secret.write_text(f"{SECRET}\n")
     marker = root / "imported.txt"
-    (root / "attack_marker.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef boom(*a): return 0\n")
-    sys.path.insert(0, str(root))  # the planted module is importable: only the app's refusal keeps it out
+    (root / "attack_marker.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\ndef boom(*a): return 0\n"
+    )
+    sys.path.insert(
+        0, str(root)
+    )  # the planted module is importable: only the app's refusal keeps it out
     demo = build_app("tiny", runs_dir=runs, device="cpu", preload=False)
     port = free_port()
     serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
@@ -74,27 +78,95 @@ def upload(root, name: str, text: str):
 TRAIN_ATTACKS = {
     # name: (preset, yaml text or None, overrides, steps, expected words in the refusal)
     "read a file via ideas": ("tiny", None, "ideas={secret}", 0, "'ideas' names a server file"),
-    "read a file via uploaded YAML": ("tiny", "ideas: {secret}\n", "", 0, "'ideas' names a server file"),
-    "read a file via the SFT corpus": ("tiny", None, "sft.corpus={secret}", 0, "'sft.corpus' names a server file"),
-    "call code via a reward spec": ("tiny", None, "rewards.terms=[{{type: callable, fn: 'attack_marker:boom'}}]",
-                                    0, "'rewards.terms' can name code"),
-    "call code via uploaded YAML": ("tiny", "rewards:\n  terms:\n    - {{type: callable, fn: 'attack_marker:boom'}}\n",
-                                    "", 0, "'rewards.terms' can name code"),
-    "unpickle via aesthetic weights": ("tiny", None, "rewards.aesthetic_weights={secret}", 0, "names a weights file"),
+    "read a file via uploaded YAML": (
+        "tiny",
+        "ideas: {secret}\n",
+        "",
+        0,
+        "'ideas' names a server file",
+    ),
+    "read a file via the SFT corpus": (
+        "tiny",
+        None,
+        "sft.corpus={secret}",
+        0,
+        "'sft.corpus' names a server file",
+    ),
+    "call code via a reward spec": (
+        "tiny",
+        None,
+        "rewards.terms=[{{type: callable, fn: 'attack_marker:boom'}}]",
+        0,
+        "'rewards.terms' can name code",
+    ),
+    "call code via uploaded YAML": (
+        "tiny",
+        "rewards:\n  terms:\n    - {{type: callable, fn: 'attack_marker:boom'}}\n",
+        "",
+        0,
+        "'rewards.terms' can name code",
+    ),
+    "unpickle via aesthetic weights": (
+        "tiny",
+        None,
+        "rewards.aesthetic_weights={secret}",
+        0,
+        "names a weights file",
+    ),
     "load another model": ("tiny", None, "policy.model={root}", 0, "'policy.model' names a model"),
-    "load another pipeline": ("tiny", None, "render.pipeline={root}", 0, "'render.pipeline' names a model"),
-    "write via output_dir": ("tiny", None, "output_dir={root}/pwned", 0, "'output_dir' names a server directory"),
+    "load another pipeline": (
+        "tiny",
+        None,
+        "render.pipeline={root}",
+        0,
+        "'render.pipeline' names a model",
+    ),
+    "write via output_dir": (
+        "tiny",
+        None,
+        "output_dir={root}/pwned",
+        0,
+        "'output_dir' names a server directory",
+    ),
     "write via a path-like preset": ("../../pwned", None, "", 0, "not in the list of choices"),
-    "write via a YAML preset": ("tiny", "preset: ../../pwned\n", "", 0, "not one of the named presets"),
-    "write via a preset override": ("tiny", None, "preset=../pwned", 0, "not one of the named presets"),
-    "run code via a YAML tag": ("tiny", "steps: !!python/object/apply:os.system ['touch {root}/tagged']\n", "", 0,
-                                "not valid YAML"),
-    "run code via an override tag": ("tiny", None, "steps=!!python/object/apply:os.system ['touch {root}/tagged']",
-                                     0, "could not read the value"),
+    "write via a YAML preset": (
+        "tiny",
+        "preset: ../../pwned\n",
+        "",
+        0,
+        "not one of the named presets",
+    ),
+    "write via a preset override": (
+        "tiny",
+        None,
+        "preset=../pwned",
+        0,
+        "not one of the named presets",
+    ),
+    "run code via a YAML tag": (
+        "tiny",
+        "steps: !!python/object/apply:os.system ['touch {root}/tagged']\n",
+        "",
+        0,
+        "not valid YAML",
+    ),
+    "run code via an override tag": (
+        "tiny",
+        None,
+        "steps=!!python/object/apply:os.system ['touch {root}/tagged']",
+        0,
+        "could not read the value",
+    ),
     "huge steps": ("tiny", None, "", 10**9, "between 1 and 500"),
     "huge steps in YAML": ("tiny", "steps: 100000000\n", "", 0, "between 1 and 500"),
     "huge batch": ("tiny", None, "ppo.batch_size=100000", 0, "between 1 and 64"),
-    "huge images": ("tiny", None, "render.height=8192", 0, "'render.height' is not among the settings"),
+    "huge images": (
+        "tiny",
+        None,
+        "render.height=8192",
+        0,
+        "'render.height' is not among the settings",
+    ),
     "many denoising steps": ("tiny", None, "render.num_inference_steps=1000", 0, "between 1 and 8"),
     "NaN learning rate": ("tiny", None, "ppo.lr=.nan", 0, "ppo.lr must be between"),
 }
@@ -110,23 +182,37 @@ def test_train_tab_refuses(stage, attack):
     config = upload(root, "attack.yaml", yaml_text.format(**fill)) if yaml_text else None
     before = snapshot(root, runs)
     try:
-        reply = client.predict(preset, config, None, steps, 1.0, 1.0, 1.0, overrides.format(**fill),
-                               api_name="/train_start")[1]
+        reply = client.predict(
+            preset,
+            config,
+            None,
+            steps,
+            1.0,
+            1.0,
+            1.0,
+            overrides.format(**fill),
+            api_name="/train_start",
+        )[1]
     except AppError as err:  # gradio's own check of a dropdown value comes first
         reply = f"⚠️ {err}"
     assert reply.startswith("⚠️") and expected in reply, reply
     assert reply.count("\n") == 0 and SECRET not in reply
     assert snapshot(root, runs) == before  # nothing written (or touched) outside the runs dir
-    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run started
+    assert not runs.exists() or not [
+        p for p in runs.iterdir() if not p.name.startswith(".")
+    ]  # no run started
     assert not marker.exists() and "attack_marker" not in sys.modules
     assert client.predict(api_name="/train_poll")[0] == "**Training:** idle"
 
 
-@pytest.mark.parametrize("name, text, expected", [
-    ("too many ideas", "\n".join(f"idea {i}" for i in range(2001)), "too many"),
-    ("an overlong idea", "x" * 5000, "characters long"),
-    ("binary junk", "\udcff", "UTF-8"),
-])
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("too many ideas", "\n".join(f"idea {i}" for i in range(2001)), "too many"),
+        ("an overlong idea", "x" * 5000, "characters long"),
+        ("binary junk", "\udcff", "UTF-8"),
+    ],
+)
 def test_ideas_uploads_are_bounded(stage, name, text, expected):
     client, _, root, runs, *_ = stage
     path = root / "client-side" / "ideas.txt"
@@ -134,7 +220,9 @@ def test_ideas_uploads_are_bounded(stage, name, text, expected):
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     from gradio_client import handle_file
 
-    reply = client.predict("tiny", None, handle_file(str(path)), 0, 1.0, 1.0, 1.0, "", api_name="/train_start")[1]
+    reply = client.predict(
+        "tiny", None, handle_file(str(path)), 0, 1.0, 1.0, 1.0, "", api_name="/train_start"
+    )[1]
     assert reply.startswith("⚠️") and expected in reply, reply
     assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]
 
@@ -154,8 +242,9 @@ def test_a_server_path_posed_as_an_upload_is_refused(stage):
     _, url, root, runs, secret, _ = stage
     fake = {"path": str(secret), "meta": {"_type": "gradio.FileData"}, "orig_name": "ideas.txt"}
     body = json.dumps({"data": ["tiny", None, fake, 0, 1.0, 1.0, 1.0, ""]}).encode()
-    request = urllib.request.Request(f"{url}gradio_api/call/train_start", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/train_start", data=body, headers={"Content-Type": "application/json"}
+    )
     event = json.loads(urllib.request.urlopen(request).read())["event_id"]
     stream = urllib.request.urlopen(f"{url}gradio_api/call/train_start/{event}").read().decode()
     assert "event: error" in stream and SECRET not in stream
@@ -179,7 +268,14 @@ def test_credentials_are_enforced_when_given(tmp_path, free_port):
 
     demo = build_app("tiny", runs_dir=tmp_path / "runs", device="cpu", preload=False)
     port = free_port()
-    serve(demo, "127.0.0.1", port, auth=("visitor", "correct-horse"), prevent_thread_lock=True, quiet=True)
+    serve(
+        demo,
+        "127.0.0.1",
+        port,
+        auth=("visitor", "correct-horse"),
+        prevent_thread_lock=True,
+        quiet=True,
+    )
     try:
         for path in ("gradio_api/info", "config"):
             with pytest.raises(urllib.error.HTTPError) as info:
@@ -187,13 +283,17 @@ def test_credentials_are_enforced_when_given(tmp_path, free_port):
             assert info.value.code == 401
         with pytest.raises(Exception):  # noqa: B017 (the client's error type varies with the refusal)
             Client(f"http://127.0.0.1:{port}/", verbose=False)
-        authed = Client(f"http://127.0.0.1:{port}/", auth=("visitor", "correct-horse"), verbose=False)
+        authed = Client(
+            f"http://127.0.0.1:{port}/", auth=("visitor", "correct-horse"), verbose=False
+        )
         assert authed.predict(api_name="/train_poll")[0] == "**Training:** idle"
     finally:
         demo.close()
 
 
-@pytest.mark.parametrize("argv", [["--host", "0.0.0.0"], ["--share"], ["--host", "192.168.1.5", "--port", "7999"]])
+@pytest.mark.parametrize(
+    "argv", [["--host", "0.0.0.0"], ["--share"], ["--host", "192.168.1.5", "--port", "7999"]]
+)
 def test_serving_beyond_loopback_without_credentials_refuses_to_start(argv, capsys, monkeypatch):
     from promptrl.app import main
 
@@ -202,7 +302,12 @@ def test_serving_beyond_loopback_without_credentials_refuses_to_start(argv, caps
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--auth user:password" in err and "PROMPTRL_APP_AUTH" in err and "--auth-file" in err
+    assert (
+        err.count("\n") == 0
+        and "--auth user:password" in err
+        and "PROMPTRL_APP_AUTH" in err
+        and "--auth-file" in err
+    )
 
 
 def test_credentials_come_from_a_flag_a_file_or_the_environment(tmp_path, monkeypatch):

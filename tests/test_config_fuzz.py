@@ -93,30 +93,45 @@ def test_every_field_refuses_garbage_with_one_line_naming_it(key):
                 refused(key, value)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["steps=0"], "'steps' must be at least 1"),
-    (["steps=-5"], "'steps' must be at least 1"),
-    (["steps=true"], "'steps' expects int"),
-    (["eval_ideas=-1"], "'eval_ideas' must be at least 1"),
-    (["samples_per_idea=0"], "'samples_per_idea' must be at least 1"),
-    (["samples_per_idea=3"], "'samples_per_idea' (3) must divide ppo.batch_size"),
-    (["keep_checkpoints=0"], "'keep_checkpoints' must be at least 1"),
-    (["sft.batch_size=0"], "'sft.batch_size' must be at least 1"),
-    (["render.height=0"], "'render.height' must be a multiple of 8"),
-    (["render.num_inference_steps=0"], "'render.num_inference_steps' must be between 1 and 1000"),
-    (["generation.template=no placeholder"], "template must contain '{idea}'"),
-    (["ppo.lr=.nan"], "'ppo.lr' must be a finite number"),
-    (["rewards.baseline=../x"], "'rewards.baseline' must be one of"),
-    (["rewards.terms=[{weight: 1}]"], "'rewards.terms' item 1 must be a mapping with a 'type'"),
-    (["trackers=tensorboard"], "'trackers' must be a list"),
-    (["steps=[1"], "could not read the value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["steps=0"], "'steps' must be at least 1"),
+        (["steps=-5"], "'steps' must be at least 1"),
+        (["steps=true"], "'steps' expects int"),
+        (["eval_ideas=-1"], "'eval_ideas' must be at least 1"),
+        (["samples_per_idea=0"], "'samples_per_idea' must be at least 1"),
+        (["samples_per_idea=3"], "'samples_per_idea' (3) must divide ppo.batch_size"),
+        (["keep_checkpoints=0"], "'keep_checkpoints' must be at least 1"),
+        (["sft.batch_size=0"], "'sft.batch_size' must be at least 1"),
+        (["render.height=0"], "'render.height' must be a multiple of 8"),
+        (
+            ["render.num_inference_steps=0"],
+            "'render.num_inference_steps' must be between 1 and 1000",
+        ),
+        (["generation.template=no placeholder"], "template must contain '{idea}'"),
+        (["ppo.lr=.nan"], "'ppo.lr' must be a finite number"),
+        (["rewards.baseline=../x"], "'rewards.baseline' must be one of"),
+        (["rewards.terms=[{weight: 1}]"], "'rewards.terms' item 1 must be a mapping with a 'type'"),
+        (["trackers=tensorboard"], "'trackers' must be a list"),
+        (["steps=[1"], "could not read the value"),
+    ],
+)
 def test_cli_refuses_in_one_line_before_writing_anything(tmp_path, capsys, overrides, message):
     out = tmp_path / "run"
-    args = ["train", "--preset", "tiny", "--output-dir", str(out), *sum((["--set", o] for o in overrides), [])]
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--output-dir",
+        str(out),
+        *sum((["--set", o] for o in overrides), []),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("promptrl train: error: ") and message in err, err
+    assert err.count("\n") == 0 and err.startswith("promptrl train: error: ") and message in err, (
+        err
+    )
     assert list(tmp_path.iterdir()) == []  # no run dir, nothing else
 
 
@@ -130,7 +145,21 @@ def test_malformed_yaml_names_the_line(tmp_path, capsys):
 
 
 def test_render_and_generate_refuse_bad_numbers_and_huge_ideas(tmp_path, capsys):
-    assert main(["render", "--pipeline", "tiny:pipeline", "--steps", "0", "--out", str(tmp_path / "r"), "a cat"]) == 2
+    assert (
+        main(
+            [
+                "render",
+                "--pipeline",
+                "tiny:pipeline",
+                "--steps",
+                "0",
+                "--out",
+                str(tmp_path / "r"),
+                "a cat",
+            ]
+        )
+        == 2
+    )
     assert "'render.num_inference_steps' must be between 1 and 1000" in capsys.readouterr().err
     assert main(["generate", "--model", str(tmp_path), "x" * 100_000]) == 2
     assert "characters long" in capsys.readouterr().err

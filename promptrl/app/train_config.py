@@ -75,7 +75,9 @@ ALLOWED: dict[str, Knob] = {
     "sft.epochs": _int(1, 5),
     "sft.lr": _float(1e-7, 1e-2),
     "sft.batch_size": _int(1, "train_batch"),
-    "trackers": Knob("choice", choices=([], ["tensorboard"])),  # tensorboard writes inside the run dir
+    "trackers": Knob(
+        "choice", choices=([], ["tensorboard"])
+    ),  # tensorboard writes inside the run dir
 }
 """Every key a visitor may set, with its range."""
 
@@ -132,7 +134,9 @@ def check_value(key: str, value, limits: Limits):
         return value
     if knob.kind == "choice":
         if value not in knob.choices:
-            raise UserError(f"{key} must be one of {', '.join(map(repr, knob.choices))}, got {value!r}.")
+            raise UserError(
+                f"{key} must be one of {', '.join(map(repr, knob.choices))}, got {value!r}."
+            )
         return value
     high = getattr(limits, knob.high) if isinstance(knob.high, str) else knob.high
     where = f" (raise it with app.py --limit {knob.high}=N)" if isinstance(knob.high, str) else ""
