@@ -164,7 +164,7 @@ built_in = build_reward(config.rewards.terms, device=device, clip_model_name=con
 extra = {"colourfulness": (COLOURFULNESS_WEIGHT, colourfulness)} if COLOURFULNESS_WEIGHT else {}
 reward = WeightedSum({**built_in.terms, **extra})
 
-trainer = PromptTrainer(config, reward=reward, ideas=IDEAS)
+trainer = PromptTrainer(config, reward=reward, ideas=IDEAS, overwrite=True)  # re-running starts over
 render = trainer.renderer(COMPARE_IDEAS, ideas=COMPARE_IDEAS)  # the bare ideas as prompts
 total, parts = score(reward, render.images, render.prompts, COMPARE_IDEAS)
 rows = ["| prompt | total | " + " | ".join(parts) + " |", "|---" * (len(parts) + 2) + "|"]
@@ -269,19 +269,33 @@ if PUSH_TO_HUB:
 ## 8. The Gradio app
 
 Generate prompts with the trained model next to the starting one, render and score them, or
-start another run. In Colab, `share=True` gives a public link.
+start another run. The app shows up below this cell through Colab's own port proxy: only you
+(signed in to this notebook) can reach it. `SHARE_APP = True` instead makes a public link that
+anyone who has it can open; it is then protected by a generated password, printed here: share the
+link and the password only with people you trust (they can start training runs on your GPU).
 """),
     ("code", '''\
+SHARE_APP = False  # True: a public gradio.live link, behind a generated password
+APP_PORT = 7860
 if LAUNCH_APP:
     import gc
 
-    from promptrl.app import build_app
+    from promptrl.app import build_app, generated_auth, serve
 
     del trainer, generator  # free the GPU for the app's own copies
     gc.collect()
     torch.cuda.empty_cache()
     app = build_app(preset=MODE, model_dir=str(run_dir), extra_rewards=extra or None)
-    app.launch(share=IN_COLAB)
+    if SHARE_APP:
+        auth = generated_auth()
+        print(f"Sign in as {auth[0]!r} with password {auth[1]!r} (new each time this cell runs).")
+        serve(app, share=True, auth=auth, prevent_thread_lock=True)
+    else:  # loopback only; Colab's proxy shows it to this notebook's user
+        serve(app, "127.0.0.1", APP_PORT, inline=False, prevent_thread_lock=True)
+        if IN_COLAB:
+            from google.colab import output
+
+            output.serve_kernel_port_as_iframe(APP_PORT, height=900)
 '''),
 ]
 

@@ -19,20 +19,31 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", default=None, help="where the run writes (same as --set output_dir=...)")
 
 
-def _load(args):
+def _load(args, run_dir: str | None = None):
+    """The config from --preset/--config/--set; when resuming with neither --preset nor --config,
+    the run's own config.yaml is the base."""
     from .config import load_config
 
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    return load_config(args.preset or (None if args.config else "tiny"), args.config, overrides)
+    config_file = args.config
+    if run_dir is not None and not args.preset and not config_file:
+        from .rundir import CONFIG_FILE, find_checkpoint
+
+        run = Path(run_dir)
+        run = run if (run / CONFIG_FILE).exists() else find_checkpoint(run).parent
+        config_file = str(run / CONFIG_FILE)
+        if not args.output_dir:
+            overrides.append(f"output_dir={run}")
+    return load_config(args.preset or (None if config_file else "tiny"), config_file, overrides)
 
 
 def cmd_train(args) -> None:
     from .trainer import PromptTrainer
 
-    config = _load(args)
-    trainer = PromptTrainer(config)
+    config = _load(args, args.resume)
+    trainer = PromptTrainer(config, overwrite=args.overwrite)
     history = trainer.train(resume=args.resume)
     third = max(1, len(history) // 3)
     first = sum(h["reward/total/mean"] for h in history[:third]) / third
@@ -69,7 +80,9 @@ def cmd_generate(args) -> None:
     import torch
 
     from .generation import PromptGenerationConfig, PromptGenerator
+    from .trainer import load_ideas
 
+    load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
     model, tokenizer = _policy(args.model)
     torch.manual_seed(args.seed)
     gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(
@@ -132,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run PPO on image rewards (SFT warm start first if the config enables it)")
     _config_args(p)
-    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue from")
+    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue from (its "
+                   "config.yaml is the config unless --preset/--config are given)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in the output dir")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sft", help="supervised warm start of the generator on a prompt corpus")

@@ -7,6 +7,7 @@ A preset (see `presets.py`) is just a named `TrainConfig`. Overrides use dotted 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from . import checks
 from .generation import PromptGenerationConfig
 from .ppo_config import PPOConfig
 from .rendering import RenderConfig
@@ -36,6 +38,13 @@ class PolicyConfig:
     gradient_checkpointing: bool = False
     """Trade compute for memory in the policy's backward pass."""
 
+    def __post_init__(self):
+        checks.check_types(self, "policy")
+        checks.not_blank("policy", "model", self.model)
+        checks.not_blank("policy", "tokenizer", self.tokenizer)
+        checks.at_least("policy", "lora_r", self.lora_r, 1)
+        checks.positive("policy", "lora_alpha", self.lora_alpha)
+
 
 @dataclass
 class SFTConfig:
@@ -52,6 +61,14 @@ class SFTConfig:
     max_length: int = 96
     """Token limit of one templated example."""
 
+    def __post_init__(self):
+        checks.check_types(self, "sft")
+        checks.not_blank("sft", "corpus", self.corpus)
+        checks.at_least("sft", "epochs", self.epochs, 1)
+        checks.positive("sft", "lr", self.lr)
+        checks.at_least("sft", "batch_size", self.batch_size, 1)
+        checks.at_least("sft", "max_length", self.max_length, 2)
+
 
 @dataclass
 class RewardsConfig:
@@ -67,6 +84,18 @@ class RewardsConfig:
     """Reward normalisation against variance across ideas: 'none'; 'per_idea' (running mean/std of
     each idea); 'group' (mean/std over this batch's samples of the same idea: needs
     samples_per_idea >= 2)."""
+
+    def __post_init__(self):
+        checks.check_types(self, "rewards")
+        checks.one_of("rewards", "baseline", self.baseline, ("none", "per_idea", "group"))
+        for i, term in enumerate(self.terms):
+            if not isinstance(term, dict) or not isinstance(term.get("type"), str):
+                raise ValueError(f"config key 'rewards.terms' item {i + 1} must be a mapping with a 'type' "
+                                 f"(e.g. {{type: aesthetic, weight: 1.0}}), got {term!r}.")
+            weight = term.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"config key 'rewards.terms' item {i + 1} ({term['type']}) has weight {weight!r}; "
+                                 "a weight must be a finite number.")
 
 
 @dataclass
@@ -102,6 +131,26 @@ class TrainConfig:
     progress: bool = True
     """Show a tqdm progress bar."""
 
+    def __post_init__(self):
+        checks.check_types(self, "")
+        checks.at_least("", "steps", self.steps, 1)
+        checks.at_least("", "samples_per_idea", self.samples_per_idea, 1)
+        checks.at_least("", "save_every", self.save_every, 0)
+        checks.at_least("", "keep_checkpoints", self.keep_checkpoints, 1)
+        checks.at_least("", "image_every", self.image_every, 0)
+        checks.at_least("", "eval_ideas", self.eval_ideas, 1)
+        checks.at_least("", "seed", self.seed, 0)
+        checks.not_blank("", "ideas", self.ideas)
+        checks.not_blank("", "output_dir", self.output_dir)
+        if not all(isinstance(t, str) for t in self.trackers):
+            raise ValueError(f"config key 'trackers' must be a list of tracker names, got {self.trackers!r}.")
+        if self.ppo.batch_size % self.samples_per_idea:
+            raise ValueError(f"config key 'samples_per_idea' ({self.samples_per_idea}) must divide "
+                             f"ppo.batch_size ({self.ppo.batch_size}).")
+        if self.rewards.baseline == "group" and self.samples_per_idea < 2:
+            raise ValueError("config key 'rewards.baseline' is 'group', which compares samples of the same idea: "
+                             f"set samples_per_idea >= 2 (got {self.samples_per_idea}).")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -119,12 +168,17 @@ def _coerce(value, hint, key: str):
         if value is None:
             return None
         return _coerce(value, args[0], key) if len(args) == 1 else value
+    if hint in (int, float) and isinstance(value, bool):
+        raise ValueError(f"config key '{key}' expects {hint.__name__}, got {value!r}.")
     if hint in (int, float) and isinstance(value, str):
         try:  # YAML reads "2e-3" (no dot) as a string
-            return hint(value)
+            number = hint(value)
         except ValueError:
             raise ValueError(f"config key '{key}' expects {hint.__name__}, got {value!r}.") from None
+        return _coerce(number, hint, key)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"config key '{key}' must be a finite number, got {value!r}.")
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
@@ -164,7 +218,10 @@ def parse_overrides(pairs: list[str]) -> dict:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ValueError(f"--set {key.strip()}: could not read the value {raw!r} (YAML scalar or list).") from None
     return out
 
 
@@ -177,15 +234,37 @@ def load_config(preset: str | None = None, config_file: str | None = None, overr
         path = Path(config_file)
         if not path.exists():
             raise FileNotFoundError(f"Config file {config_file} does not exist.")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"Config file {config_file} must hold a mapping of keys to values.")
+        data = parse_yaml(path.read_text(), f"Config file {config_file}")
         if "preset" in data and not preset:
             config = get_preset(data["preset"])
-        config = update_dataclass(config, data)
-    if overrides:
-        config = update_dataclass(config, parse_overrides(overrides))
-    return config
+    else:
+        data = {}
+    # YAML and overrides are applied together: checks across fields see the final values.
+    return update_dataclass(config, merge(data, parse_overrides(overrides or [])))
+
+
+def parse_yaml(text: str, what: str) -> dict:
+    """A YAML mapping parsed safely (no tags, no objects); a syntax error is one line naming where."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"{what} is not valid YAML{where}: {problem}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must hold a mapping of keys to values, got {type(data).__name__}.")
+    return data
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """`extra` deep-merged over `base` (new dicts; neither argument changes)."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
 
+from . import checks
+
 
 @dataclass
 class PromptGenerationConfig:
@@ -34,6 +36,8 @@ class PromptGenerationConfig:
     """End a prompt at the first token containing a newline (as well as at EOS)."""
 
     def __post_init__(self):
+        checks.check_types(self, "generation")
+        checks.at_least("generation", "top_k", self.top_k, 0)
         if "{idea}" not in self.template:
             raise ValueError(f"template must contain '{{idea}}'; got {self.template!r}.")
         if self.max_new_tokens < 1:

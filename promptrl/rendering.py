@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import PIL.Image
 import torch
 
+from . import checks
+
 logger = logging.getLogger("promptrl")
 
 SEED_MODES = ("idea", "slot", "random")
@@ -72,6 +74,23 @@ class RenderConfig:
     """Keep the pipeline's NSFW safety checker (it blacks out flagged images)."""
     max_prompt_tokens: int | None = None
     """Token limit incl. BOS/EOS; None means the pipeline tokenizer's ``model_max_length``."""
+
+    def __post_init__(self):
+        checks.check_types(self, "render")
+        checks.not_blank("render", "pipeline", self.pipeline)
+        checks.at_least("render", "num_inference_steps", self.num_inference_steps, 1, 1000)
+        checks.at_least("render", "guidance_scale", self.guidance_scale, 0.0)
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value < 8 or value % 8:
+                raise ValueError(f"config key 'render.{name}' must be a multiple of 8 of at least 8 pixels, "
+                                 f"got {value!r}.")
+        checks.at_least("render", "chunk_size", self.chunk_size, 1)
+        checks.at_least("render", "seed", self.seed, 0)
+        checks.one_of("render", "seed_mode", self.seed_mode, SEED_MODES)
+        checks.one_of("render", "dtype", self.dtype, ("auto", *DTYPES))
+        if self.max_prompt_tokens is not None:
+            checks.at_least("render", "max_prompt_tokens", self.max_prompt_tokens, 3)
 
 
 @dataclass

@@ -1,22 +1,18 @@
 """The image-reward loop: ideas -> prompts -> Stable Diffusion -> rewards -> PPO.
 
 `PromptTrainer(config).train()` runs it with progress, metrics (JSONL + accelerate trackers),
-image grids, atomic checkpoints that resume exactly, a report and the final model.
-
-Output directory:
-    config.yaml, metrics.jsonl, images/step_XXXXXX.png, checkpoint-XXXXXX/ (model + tokenizer +
-    trainer_state.pt), sft/ (warm-start model), model/ (final), report.png, samples.md,
-    before_after.png
+image grids, atomic checkpoints that resume exactly, a report and the final model. The output
+directory's layout (and every file name in it) is `rundir.py`'s.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
+import math
 import random
-import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +24,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from . import rundir
 from .config import TrainConfig, save_config
 from .generation import PromptGenerator
 from .models import ValueHeadModel, check_model_source
@@ -41,9 +38,17 @@ from .sft import load_corpus, supervised_finetune
 logger = logging.getLogger("promptrl")
 
 BUNDLED_IDEAS = Path(__file__).parent / "data" / "ideas.txt"
-STATE_FILE = "trainer_state.pt"
-RUN_INFO_FILE = "promptrl.json"
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+MAX_IDEA_CHARS = 1000
+"""Characters per idea: an idea is a short seed; a longer one cannot fit the model's context."""
+MAX_BAD_STEPS = 3
+"""Consecutive steps with a non-finite loss or weights (each rolled back) before the run stops."""
+# The run-dir layout is rundir.py's; these two stay importable from here for existing callers.
+find_checkpoint, RUN_INFO_FILE = rundir.find_checkpoint, rundir.RUN_INFO_FILE
+
+
+class NonFiniteError(ValueError):
+    """Training diverged: several steps in a row gave a non-finite loss or weights. A ValueError:
+    the config's values (learning rate, reward scale) are what to change."""
 
 
 def load_ideas(source) -> list[str]:
@@ -70,6 +75,10 @@ def load_ideas(source) -> list[str]:
     ideas = [i for i in ideas if i]
     if not ideas:
         raise ValueError("No ideas to train on: the ideas source is empty.")
+    longest = max(ideas, key=len)
+    if len(longest) > MAX_IDEA_CHARS:
+        raise ValueError(f"An idea is {len(longest)} characters long ({longest[:40]!r}...); ideas must be at most "
+                         f"{MAX_IDEA_CHARS} characters: a short seed, the model writes the prompt.")
     return ideas
 
 
@@ -127,18 +136,6 @@ def group_normalize(ideas: list[str], rewards: torch.Tensor, eps: float = 1e-6) 
     return out
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """`path` itself if it is a checkpoint, else the newest `checkpoint-*` inside it."""
-    path = Path(path)
-    if (path / STATE_FILE).exists():
-        return path
-    found = sorted((p for p in path.glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and (p / STATE_FILE).exists()),
-                   key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
-    if not found:
-        raise FileNotFoundError(f"No checkpoint to resume in {path}: expected {STATE_FILE} or checkpoint-* directories.")
-    return found[-1]
-
-
 class PromptTrainer:
     """Fine-tunes a prompt generator with PPO on image rewards.
 
@@ -149,6 +146,7 @@ class PromptTrainer:
         ideas: list, text file, or `datasets` dataset; default: `config.ideas`.
         accelerator: share an existing `Accelerator` (default: a new one from the config).
         renderer: share an already loaded `Renderer` (default: loaded from `config.render`).
+        overwrite: replace a run already in `config.output_dir` (default: refuse, unless resuming).
     """
 
     def __init__(
@@ -158,13 +156,15 @@ class PromptTrainer:
         ideas=None,
         accelerator: Accelerator | None = None,
         renderer: Renderer | None = None,
+        overwrite: bool = False,
     ):
+        self.given_config = config  # recorded in config.yaml as given: tiny:<asset> names stay portable
         config = resolve_tiny(config)
         if config.ppo.temperature != config.generation.temperature:
             config = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo, temperature=config.generation.temperature))
         self.config = config
         self.output_dir = Path(config.output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.overwrite = overwrite
         self.accelerator = accelerator or Accelerator(
             mixed_precision=config.ppo.mixed_precision,
             gradient_accumulation_steps=config.ppo.gradient_accumulation_steps,
@@ -186,16 +186,13 @@ class PromptTrainer:
             render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
             renderer = Renderer(render_cfg)
         self.renderer = renderer
-        if config.ppo.batch_size % config.samples_per_idea:
-            raise ValueError(f"samples_per_idea={config.samples_per_idea} must divide ppo.batch_size={config.ppo.batch_size}.")
-        if config.rewards.baseline not in ("none", "per_idea", "group"):
-            raise ValueError(f"rewards.baseline must be 'none', 'per_idea' or 'group'; got {config.rewards.baseline!r}.")
-        if config.rewards.baseline == "group" and config.samples_per_idea < 2:
-            raise ValueError("rewards.baseline='group' compares samples of the same idea: set samples_per_idea >= 2.")
         self.baseline = PerIdeaBaseline() if config.rewards.baseline == "per_idea" else None
         self.step = 0
+        self.bad_steps = 0
         self.history: list[dict] = []
         self.start_model: str = config.policy.model
+        self.start_record: str = self.given_config.policy.model
+        """How the run records its starting model: a hub name, `tiny:<asset>` or `run:sft`."""
         self.ppo: PPOTrainer | None = None
         self.generator: PromptGenerator | None = None
         self.before: list[dict] | None = None
@@ -213,7 +210,7 @@ class PromptTrainer:
     def warm_start(self) -> str:
         """Supervised fine-tuning on the SFT corpus; returns the directory of the result."""
         cfg = self.config
-        out = self.output_dir / "sft"
+        out = self.output_dir / rundir.SFT_DIR
         model = ValueHeadModel.from_pretrained(cfg.policy.model).to(self.accelerator.device)
         losses = supervised_finetune(model, self.tokenizer, load_corpus(cfg.sft.corpus), cfg.sft,
                                      cfg.generation.template, seed=cfg.seed, progress=cfg.progress)
@@ -222,22 +219,27 @@ class PromptTrainer:
             self.tokenizer.save_pretrained(out)
             (out / "sft_losses.json").write_text(json.dumps(losses))
         self.accelerator.wait_for_everyone()
-        return str(out.resolve())
+        return str(out)
 
     def setup(self, resume: str | Path | None = None) -> None:
         """Load the policy (from a checkpoint when resuming), the reference and the PPO trainer."""
         cfg = self.config
         set_seed(cfg.seed)
         state = None
+        rundir.prepare(self.output_dir, resume=resume is not None, overwrite=self.overwrite,
+                       write=self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()
         if resume is not None:
-            ckpt = find_checkpoint(resume)
-            state = torch.load(ckpt / STATE_FILE, weights_only=False)
-            self.start_model = state["start_model"]
+            ckpt, state = rundir.load_checkpoint(resume)
+            rundir.check_resume_config(ckpt.parent, self.given_config.to_dict())
+            self.start_record = state["start_model"]
+            self.start_model = resolve_tiny(rundir.resolve_recorded(self.start_record, ckpt.parent))
             policy_source = str(ckpt)
             logger.info("Resuming from %s (step %d).", ckpt, state["step"])
         else:
             if cfg.sft.enabled:
                 self.start_model = self.warm_start()
+                self.start_record = rundir.portable(self.start_model, self.output_dir)
             policy_source = self.start_model
         peft_config = self._peft_config()
         from_ckpt_peft = resume is not None and (Path(policy_source) / "adapter_config.json").exists()
@@ -256,8 +258,8 @@ class PromptTrainer:
                 self.baseline.load_state_dict(state["baseline"])
             _set_rng_state(state["rng"])
         if self.accelerator.is_main_process:
-            save_config(cfg, self.output_dir / "config.yaml")
-            with open(self.output_dir / "metrics.jsonl", "w") as f:
+            save_config(self.given_config, self.output_dir / rundir.CONFIG_FILE)
+            with open(self.output_dir / rundir.METRICS_FILE, "w") as f:
                 for row in self.history:
                     f.write(json.dumps(row) + "\n")
         if cfg.trackers:
@@ -316,7 +318,7 @@ class PromptTrainer:
         else:
             scores = total
         t0 = time.perf_counter()
-        stats = self.ppo.step(rollout.queries, rollout.responses, scores)
+        stats = self.guarded_ppo_step(rollout.queries, rollout.responses, scores)
         times["time/optimize"] = time.perf_counter() - t0
         self.step += 1
         metrics = {"step": self.step}
@@ -331,9 +333,38 @@ class PromptTrainer:
         metrics.update(times)
         if save_images and self.accelerator.is_main_process:
             captions = [f"{r:.3f} | {p}" for r, p in zip(total.tolist(), render.prompts)]
-            (self.output_dir / "images").mkdir(exist_ok=True)
-            image_grid(to_pil(render.images), captions).save(self.output_dir / "images" / f"step_{self.step:06d}.png")
+            grid = image_grid(to_pil(render.images), captions)
+            rundir.save_image_atomically(grid, self.output_dir / rundir.IMAGES_DIR / f"step_{self.step:06d}.png")
         return metrics
+
+    def guarded_ppo_step(self, queries, responses, scores) -> dict:
+        """`ppo.step`, rolled back when its loss or the new weights are not finite (a huge lr, or
+        scores of 1e20, would otherwise write NaN weights into every later checkpoint). The
+        rollback is reported in the step's metrics (`ppo/rolled_back`) and the log;
+        `MAX_BAD_STEPS` in a row stop the run. The snapshot costs one copy of the trainable
+        weights and the optimizer state per step."""
+        trainable = [p for p in self.ppo.policy.parameters() if p.requires_grad]
+        saved_weights = [p.detach().clone() for p in trainable]
+        saved_state = copy.deepcopy(self.ppo.state_dict())
+        stats = self.ppo.step(queries, responses, scores)
+        losses = [v for k, v in stats.items() if "loss" in k and isinstance(v, (int, float))]
+        finite = all(math.isfinite(v) for v in losses) and all(bool(torch.isfinite(p).all()) for p in trainable)
+        stats = {**stats, "ppo/rolled_back": 0.0 if finite else 1.0}
+        if finite:
+            self.bad_steps = 0
+            return stats
+        with torch.no_grad():
+            for p, saved in zip(trainable, saved_weights):
+                p.copy_(saved)
+        self.ppo.load_state_dict(saved_state)
+        self.bad_steps += 1
+        logger.warning("Step %d gave a non-finite loss or weights; rolled back (%d in a row).", self.step + 1,
+                       self.bad_steps)
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise NonFiniteError(f"{self.bad_steps} steps in a row gave a non-finite loss or weights and were "
+                                 f"rolled back (lr {self.config.ppo.lr:g}); lower ppo.lr, set ppo.score_clip or "
+                                 "check the rewards' scale. The last checkpoint holds the last good weights.")
+        return stats
 
     # -- the loop ------------------------------------------------------------------------------
     def train(
@@ -364,7 +395,7 @@ class PromptTrainer:
             if callback is not None:
                 callback(metrics)
             stop = should_stop is not None and should_stop()
-            if cfg.save_every > 0 and (self.step % cfg.save_every == 0 or stop):
+            if (cfg.save_every > 0 and self.step % cfg.save_every == 0) or stop or self.step == total:
                 self.save_checkpoint()
             if stop:
                 break
@@ -375,7 +406,7 @@ class PromptTrainer:
     def _log(self, metrics: dict) -> None:
         if not self.accelerator.is_main_process:
             return
-        with open(self.output_dir / "metrics.jsonl", "a") as f:
+        with open(self.output_dir / rundir.METRICS_FILE, "a") as f:
             f.write(json.dumps(metrics) + "\n")
         if self.config.trackers:
             self.accelerator.log(metrics, step=metrics["step"])
@@ -386,34 +417,24 @@ class PromptTrainer:
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return None
-        final = self.output_dir / f"checkpoint-{self.step:06d}"
-        tmp = self.output_dir / f".tmp-checkpoint-{self.step:06d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self._save_model(tmp)
         state = {
             "step": self.step,
             "ppo": self.ppo.state_dict(),
             "rng": _rng_state(),
             "history": self.history,
             "before": self.before,
-            "start_model": self.start_model,
+            "start_model": self.start_record,
             "baseline": self.baseline.state_dict() if self.baseline is not None else None,
         }
-        torch.save(state, tmp / STATE_FILE)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        old = sorted(p for p in self.output_dir.glob("checkpoint-*") if CHECKPOINT_RE.match(p.name))
-        for p in old[: max(0, len(old) - self.config.keep_checkpoints)]:
-            shutil.rmtree(p, ignore_errors=True)
-        return final
+        return rundir.save_checkpoint(self.output_dir, self.step, self._save_model, state, self.config.keep_checkpoints)
 
     def _save_model(self, directory: Path) -> None:
         """Policy and tokenizer in `save_pretrained` format, plus `promptrl.json` naming the
         starting model (what the app compares against)."""
         self.ppo.policy.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        info = {"start_model": self.start_model, "step": self.step, "preset": self.config.preset}
-        (Path(directory) / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+        info = {"start_model": self.start_record, "step": self.step, "preset": self.config.preset}
+        (Path(directory) / rundir.RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
 
     @torch.no_grad()
     def evaluate(self, ideas: list[str] | None = None) -> list[dict]:
@@ -432,7 +453,7 @@ class PromptTrainer:
         if not self.accelerator.is_main_process:
             return
         after = self.evaluate([b["idea"] for b in self.before])
-        self._save_model(self.output_dir / "model")
+        rundir.write_dir_atomically(self.output_dir / rundir.MODEL_DIR, self._save_model)
         if self.history:
             plot_report(self.history, self.output_dir / "report.png")
         lines = ["| idea | before | reward | after | reward |", "|---|---|---|---|---|"]

@@ -35,11 +35,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, free_port):
-    from promptrl.app import build_app
+    from promptrl.app import build_app, serve
 
     demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("browser-runs"), device="cpu")
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
@@ -108,13 +108,13 @@ def test_train_tab_trains_with_live_status_plots_and_samples(page):
         expect(page.locator(element)).to_be_visible()
     for label in ("Preset", "aesthetic weight", "similarity weight", "penalty weight"):
         expect(panel.get_by_label(label).first).to_be_visible()
-    for text in ("Config YAML", "Ideas file", "Reward (mean per step)", "Samples", "Config overrides"):
+    for text in ("Config YAML", "Ideas file", "Reward (mean per step)", "Samples", "Hyperparameters"):
         expect(panel.get_by_text(text, exact=False).first).to_be_visible()
     page.locator("#stop-btn").click()
     expect(page.locator("#train-message")).to_contain_text("No run is going")
 
     panel.get_by_label("Steps", exact=False).fill("2")
-    panel.get_by_text("Config overrides").click()
+    panel.get_by_text("Hyperparameters", exact=True).click()
     panel.get_by_label("key=value", exact=False).fill(TRAIN_OVERRIDES)
     page.locator("#start-btn").click()
     expect(page.locator("#train-message")).to_contain_text("Started a run of 2 steps")

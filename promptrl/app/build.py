@@ -1,0 +1,106 @@
+"""`build_app`: the tabs assembled into one queued `gr.Blocks`.
+
+Each tab is a module with `layout(ctx)` (its components, inside the Blocks) and `events(ctx)`
+(its handlers, with an `api_name` each, for `gradio_client`). Layouts run first, so an event can
+use another tab's components; to add a tab, write such a module and list it in `TABS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+from ..config import load_config
+from ..presets import resolve_tiny
+from . import generate_tab, model_tab, render_tab, train_tab
+from .context import AppContext
+from .limits import Limits
+from .models import Models, find_run, find_start_model
+from .training import TrainingRun
+
+TABS = (generate_tab, render_tab, train_tab, model_tab)
+"""The tabs, in the order they appear."""
+
+
+def build_app(
+    preset: str | None = "tiny",
+    model_dir: str | None = None,
+    base_dir: str | None = None,
+    config_file: str | None = None,
+    overrides: list[str] | None = None,
+    device: str | None = None,
+    runs_dir: str | Path = "runs/app",
+    extra_rewards: dict[str, tuple[float, Callable]] | None = None,
+    concurrency: int = 4,
+    preload: bool = True,
+    limits: Limits | None = None,
+) -> gr.Blocks:
+    """The promptrl app as a queued `gr.Blocks`; serve it with `serving.serve` (which enforces
+    credentials beyond loopback), not `launch` directly.
+
+    Args:
+        preset: named config (tiny, bloom-560m, gpt2) for the generator, pipeline and rewards.
+        model_dir: fine-tuned generator: a `save_pretrained` dir, a checkpoint, or a promptrl run
+            dir (then the run's config.yaml is applied on top of the preset, and its starting
+            model becomes the reference). Default: the config's policy model.
+        base_dir: the starting model to compare against (default: found from the run).
+        config_file: YAML applied on top of the preset (and instead of the run's config).
+        overrides: `key=value` config overrides, as `promptrl train --set`.
+        device: where the app's models run (default: CUDA when available).
+        runs_dir: where runs started from the Train tab write (and nothing else the app writes
+            goes anywhere else).
+        extra_rewards: `name -> (weight, reward_fn)` added to the configured rewards, for
+            Render & score and training (see `rewards.py` for the reward protocol).
+        concurrency: requests served at once per event (`queue(default_concurrency_limit=)`).
+        preload: load the models now rather than on the first request.
+        limits: server-side bounds on every request (default: `Limits()`).
+    """
+    limits = limits or Limits()
+    run_dir = None
+    if model_dir is not None:
+        policy_dir, run_dir = find_run(model_dir)
+    if config_file is None and run_dir is not None:
+        config_file = str(run_dir / "config.yaml")
+    given = load_config(preset, config_file, overrides)
+    config = resolve_tiny(given)
+    if model_dir is None:
+        policy_dir = Path(config.policy.model)
+    if base_dir is not None:
+        start_dir, start_note = base_dir, "--base"
+    else:
+        start_dir, start_note = find_start_model(policy_dir, run_dir)
+    models = Models(config, str(policy_dir), start_dir, start_note, device, extra_rewards, limits)
+    if preload:
+        models.load()
+    ctx = AppContext(
+        config=given,
+        models=models,
+        run=TrainingRun(runs_dir, extra_rewards),
+        limits=limits,
+        defaults=models.default_weights(),
+    )
+
+    with gr.Blocks(title="promptrl") as demo:
+        gr.Markdown(
+            "# promptrl\nShort ideas in, Stable Diffusion prompts out: a prompt generator "
+            "fine-tuned with PPO on image rewards."
+        )
+        ctx.shared.update(
+            demo=demo,
+            train_status=gr.Markdown(ctx.run.status(), elem_id="train-status"),
+            timer=gr.Timer(1.0, active=False),
+            shown=gr.State(None),
+        )
+        for tab in TABS:
+            tab.layout(ctx)
+        for tab in TABS:
+            tab.events(ctx)
+
+    demo.models, demo.training, demo.limits = (
+        models,
+        ctx.run,
+        limits,
+    )  # for tests, notebooks, `serve`
+    return demo.queue(default_concurrency_limit=concurrency, max_size=limits.queue_size)

@@ -1,0 +1,26 @@
+"""What every tab gets: the shared models, the training run, the limits, the config, and the
+components that tabs share (filled in as each tab lays itself out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from ..config import TrainConfig
+from .limits import Limits
+from .models import Models
+from .training import TrainingRun
+
+
+@dataclass
+class AppContext:
+    config: TrainConfig
+    """The operator's config (presets unresolved: the Train tab's base)."""
+    models: Models
+    run: TrainingRun
+    limits: Limits
+    defaults: dict[str, float]
+    """Each built-in reward type's weight in the config (the sliders' starting values)."""
+    shared: dict[str, gr.components.Component] = field(default_factory=dict)
+    """Components by name, for events that cross tabs (Generate fills Render's table)."""
