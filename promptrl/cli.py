@@ -1,4 +1,4 @@
-"""Command line: `promptrl {train,sft,generate,render,score,app}` (also `python -m promptrl`)."""
+"""Command line: `promptrl {train,sft,generate,render,score,eval,app}` (also `python -m promptrl`)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def cmd_train(args) -> None:
     print(f"Trained {trainer.step} steps; mean reward {first:.4f} (first third) -> {last:.4f} (last third).")
     print(f"Model: {trainer.output_dir / 'model'}  report: {trainer.output_dir / 'report.png'}  "
           f"samples: {trainer.output_dir / 'samples.md'}")
+    if trainer.heldout_eval is not None:
+        print(f"Held-out comparison with the start model: {trainer.output_dir / 'eval' / 'eval.md'}")
 
 
 def cmd_sft(args) -> None:
@@ -115,18 +117,42 @@ def cmd_render(args) -> None:
 def cmd_score(args) -> None:
     from .config import load_config
     from .presets import resolve_tiny
-    from .rewards import build_reward, score
+    from .rewards import build_config_reward, score
 
     config = resolve_tiny(load_config(args.preset, args.config, args.overrides))
     images = _renderer(args)(args.prompts, ideas=args.ideas or args.prompts)
-    reward = build_reward(config.rewards.terms, clip_model_name=config.rewards.clip_model,
-                          clip_pretrained=config.rewards.clip_pretrained,
-                          aesthetic_weights=config.rewards.aesthetic_weights)
+    reward = build_config_reward(config.rewards.terms, config.rewards)
     total, comps = score(reward, images.images, images.prompts, args.ideas or args.prompts)
     for i, prompt in enumerate(images.prompts):
         row = {"prompt": prompt, "reward": round(total[i].item(), 5)}
         row.update({k: round(v[i].item(), 5) for k, v in comps.items()})
         print(json.dumps(row))
+
+
+def cmd_eval(args) -> None:
+    from .eval_run import evaluate_model
+
+    result, out = evaluate_model(
+        args.model, base=args.base, ideas=args.ideas, samples=args.samples, rewards=args.rewards,
+        judges=args.judges, out=args.out, preset=args.preset, config_file=args.config, overrides=args.overrides,
+    )
+    print(result.summary())
+    print(f"Wrote {out / 'eval.md'}, {out / 'eval.json'} and {out / 'eval.png'}")
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run directory, its model/ or checkpoint, or any model directory")
+    p.add_argument("--base", default=None, help="model to compare against (default: the run's start model)")
+    p.add_argument("--ideas", default=None, help="text file of ideas (default: the run's held-out ideas)")
+    p.add_argument("--samples", type=int, default=None, help="prompts per idea and model (default: eval.samples)")
+    p.add_argument("--rewards", nargs="+", default=None, metavar="TYPE",
+                   help="score with these reward types instead of the run's reward (aesthetic similarity pickscore hps penalty)")
+    p.add_argument("--judges", nargs="+", default=None, metavar="TYPE", help="extra judges besides eval.judges")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/eval)")
+    p.add_argument("--preset", default=None, help="settings from a preset instead of the run's config.yaml")
+    p.add_argument("--config", default=None, help="settings from a YAML file instead of the run's config.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set eval.seed=1")
 
 
 def _render_args(p: argparse.ArgumentParser, default_pipeline: str) -> None:
@@ -179,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("eval", help="compare a tuned generator with its start on held-out ideas (paired, bootstrap CIs)")
+    _eval_args(p)
+    p.set_defaults(func=cmd_eval)
 
     sub.add_parser("app", help="serve the Gradio app (see `promptrl app --help`)", add_help=False)
     return parser

@@ -80,6 +80,14 @@ class RewardsConfig:
     """open_clip pretrained tag or local weights file."""
     aesthetic_weights: str | None = None
     """LAION aesthetic MLP weights: local file or `hf://repo/file` (default: the public one)."""
+    pickscore_model: str = "yuvalkirstain/PickScore_v1"
+    """transformers CLIPModel of the `pickscore` reward (hub name or local directory)."""
+    pickscore_processor: str | None = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+    """Its CLIPProcessor (None: the model's own directory)."""
+    hps_model: str = "ViT-H-14"
+    """open_clip model of the `hps` reward."""
+    hps_weights: str = "hf://xswu/HPSv2/HPS_v2.1_compressed.pt"
+    """HPSv2.1 checkpoint: local file or `hf://repo/file` (read with torch.load(weights_only=True))."""
     baseline: str = "none"
     """Reward normalisation against variance across ideas: 'none'; 'per_idea' (running mean/std of
     each idea); 'group' (mean/std over this batch's samples of the same idea: needs
@@ -96,6 +104,43 @@ class RewardsConfig:
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
                 raise ValueError(f"config key 'rewards.terms' item {i + 1} ({term['type']}) has weight {weight!r}; "
                                  "a weight must be a finite number.")
+
+
+JUDGE_TYPES = ("aesthetic", "similarity", "pickscore", "hps", "penalty")
+
+
+@dataclass
+class EvalConfig:
+    heldout: int = 16
+    """Ideas held out of training (chosen by a seeded hash, so the same every run); `promptrl
+    eval` and the judge use them. At most a quarter of the ideas, and none when that would be
+    a single idea."""
+    samples: int = 4
+    """Prompts per held-out idea and model in an evaluation (same sampling and image seeds
+    for both models)."""
+    every: int = 0
+    """Score the held-out ideas with the judges every N training steps (0: only at the end)."""
+    judges: list[dict] | None = None
+    """Built-in reward specs the policy is judged by but not trained on, e.g. `[{type: pickscore}]`;
+    None: a preference model not in the training reward when its weights are at hand, else
+    the similarity reward."""
+    bootstrap: int = 2000
+    """Bootstrap resamples (ideas, then samples within them) behind every 95% interval."""
+    seed: int = 0
+    """Seed of the evaluation's prompt sampling, image noise and bootstrap."""
+
+    def __post_init__(self):
+        for key in ("heldout", "samples", "every", "bootstrap"):
+            value, low = getattr(self, key), 1 if key in ("samples", "bootstrap") else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"config key 'eval.{key}' must be an integer >= {low}; got {value!r}.")
+        if self.judges is not None:
+            if not isinstance(self.judges, list) or not all(isinstance(j, dict) for j in self.judges):
+                raise ValueError(f"config key 'eval.judges' must be a list of reward specs; got {self.judges!r}.")
+            for judge in self.judges:
+                if judge.get("type") not in JUDGE_TYPES:
+                    raise ValueError(f"config key 'eval.judges' has type {judge.get('type')!r}; "
+                                     f"allowed: {', '.join(JUDGE_TYPES)}.")
 
 
 @dataclass
@@ -124,6 +169,8 @@ class TrainConfig:
     """Save an image grid of the batch every N steps (0: never)."""
     eval_ideas: int = 4
     """Ideas in the before/after comparison."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out ideas, the held-out judge and `promptrl eval` defaults."""
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     """accelerate trackers ('tensorboard', 'wandb'); [] for JSONL only."""
     seed: int = 0

@@ -31,7 +31,8 @@ def image_grid(images: list[Image.Image], captions: list[str], cols: int = 4, ti
 
 
 def plot_report(history: list[dict], path: str | Path) -> None:
-    """One panel per reward component (mean +- std), then KL and its coefficient, per step.
+    """One panel per reward component (mean +- std), then KL and its coefficient, per step;
+    with held-out judges, a last panel puts them beside the training reward.
 
     Draws on a standalone Agg figure, so a Jupyter kernel's plotting backend is left alone.
     """
@@ -41,7 +42,8 @@ def plot_report(history: list[dict], path: str | Path) -> None:
     steps = [h["step"] for h in history]
     names = sorted({k[len("reward/"):-len("/mean")] for h in history for k in h
                     if k.startswith("reward/") and k.endswith("/mean")}, key=lambda n: (n != "total", n))
-    panels = len(names) + 2
+    judges = sorted({k for h in history for k in h if k.startswith("judge/") and k.endswith("/mean")})
+    panels = len(names) + 2 + bool(judges)
     fig = Figure(figsize=(4 * panels, 3.6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, panels, squeeze=False)[0]
@@ -51,12 +53,36 @@ def plot_report(history: list[dict], path: str | Path) -> None:
         ax.plot(steps, mean, color="tab:blue")
         ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
         ax.set_title(f"reward: {name} (mean ± std)")
-    axes[-2].plot(steps, [h.get("objective/kl", float("nan")) for h in history], color="tab:red")
-    axes[-2].set_title("KL to the reference (nats / prompt)")
-    axes[-1].plot(steps, [h.get("objective/kl_coef", float("nan")) for h in history], color="tab:purple")
-    axes[-1].set_title("KL coefficient")
+    kl_ax, coef_ax = axes[len(names)], axes[len(names) + 1]
+    kl_ax.plot(steps, [h.get("objective/kl", float("nan")) for h in history], color="tab:red")
+    kl_ax.set_title("KL to the reference (nats / prompt)")
+    coef_ax.plot(steps, [h.get("objective/kl_coef", float("nan")) for h in history], color="tab:purple")
+    coef_ax.set_title("KL coefficient")
+    if judges:
+        _judge_panel(axes[-1], history, judges)
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def _judge_panel(ax, history: list[dict], judges: list[str]) -> None:
+    """Training reward (left axis, every step) and held-out judges (right axis, at the steps
+    they ran): a reward that climbs while the judges stay flat is being gamed."""
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h.get("reward/total/mean", float("nan")) for h in history], color="tab:blue", alpha=0.6,
+            label="reward, training ideas")
+    heldout = [h for h in history if "heldout/total/mean" in h]
+    ax.plot([h["step"] for h in heldout], [h["heldout/total/mean"] for h in heldout], "s--", color="tab:blue",
+            label="reward, held-out ideas")
+    ax.set_ylabel("training reward", color="tab:blue")
+    ax.legend(loc="upper left", fontsize=8)
+    right = ax.twinx()
+    for key, color in zip(judges, ("tab:green", "tab:orange", "tab:brown", "tab:pink")):
+        rows = [h for h in history if key in h]
+        right.plot([h["step"] for h in rows], [h[key] for h in rows], "o-", color=color,
+                   label=key[len("judge/"):-len("/mean")])
+    right.set_ylabel("held-out judge")
+    right.legend(loc="lower right", fontsize=8)
+    ax.set_title("training reward vs held-out judge")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import PolicyConfig, RewardsConfig, SFTConfig, TrainConfig
+from .config import EvalConfig, PolicyConfig, RewardsConfig, SFTConfig, TrainConfig
 from .generation import PromptGenerationConfig
 from .ppo_config import PPOConfig
 from .rendering import RenderConfig
@@ -47,7 +47,12 @@ def _tiny() -> TrainConfig:
             clip_model="tiny:clip_model_name",
             clip_pretrained="tiny:clip_pretrained",
             aesthetic_weights="tiny:aesthetic_weights",
+            pickscore_model="tiny:pickscore",
+            pickscore_processor=None,
+            hps_model="tiny:clip_model_name",
+            hps_weights="tiny:hps_weights",
         ),
+        eval=EvalConfig(heldout=16, samples=2, every=8, judges=[{"type": "pickscore"}]),
         ppo=PPOConfig(
             lr=1e-3, batch_size=32, mini_batch_size=16, forward_batch_size=32, ppo_epochs=4,
             init_kl_coef=0.05, use_score_scaling=True, use_score_norm=True, score_clip=3.0,

@@ -21,7 +21,8 @@ A plain function works::
 shape, NaN, a string) into a ``RewardError`` that names the reward and says what was
 expected. ``WeightedSum`` mixes rewards and ``score`` returns the total with each component,
 for logging. The built-in rewards are the LAION aesthetic predictor (``AestheticReward``),
-CLIP image-idea similarity (``ClipSimilarityReward``) and a guard against reward hacking by
+CLIP image-idea similarity (``ClipSimilarityReward``), the human-preference models PickScore
+(``PickScoreReward``) and HPSv2.1 (``HPSReward``), and a guard against reward hacking by
 piling up modifiers (``PromptPenalty``); ``build_reward`` assembles them from config specs.
 """
 
@@ -39,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from promptrl.embedders import TransformersClip, shared_instance
 from promptrl.rendering import resolve_device, resolve_dtype
 from promptrl.tiny import TINY_CLIP_NAME, register_tiny_clip
 
@@ -178,11 +180,7 @@ class ClipModel:
     ) -> ClipModel:
         """One instance per (model, weights, device, dtype) in this process, so rewards that
         use the same CLIP (aesthetic and similarity on ViT-L/14) hold it in memory once."""
-        resolved = resolve_device(device)
-        key = (model_name, pretrained, str(resolved), resolve_dtype(dtype, resolved))
-        if key not in cls._shared:
-            cls._shared[key] = cls(model_name, pretrained, resolved, key[3])
-        return cls._shared[key]
+        return shared_instance(cls, model_name, pretrained, device, dtype)
 
     @property
     def embed_dim(self) -> int:
@@ -371,6 +369,63 @@ class ClipSimilarityReward:
         return self.scale * sim
 
 
+# --------------------------------------------------------------------------- human preference
+
+# PickScore (Kirstain et al. 2023): CLIP ViT-H/14 fine-tuned on Pick-a-Pic human choices; it
+# uses the processor of the LAION ViT-H/14 it started from.
+PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+# HPSv2.1 (Wu et al. 2023): open_clip ViT-H-14 fine-tuned on HPD v2 human rankings.
+HPS_MODEL = "ViT-H-14"
+HPS_WEIGHTS = "hf://xswu/HPSv2/HPS_v2.1_compressed.pt"
+
+
+class PickScoreReward:
+    """PickScore: ``logit_scale * cos(image, text)`` in the PickScore CLIP space (about 18-23
+    for real images; higher is preferred by people). The text is the idea by default: the
+    judge then asks whether the image is a good picture *of what the user asked for*, which
+    a generator cannot game by writing text that merely matches its own image."""
+
+    def __init__(self, clip: TransformersClip | None = None, against: str = "idea", model: str = PICKSCORE_MODEL,
+                 processor: str | None = PICKSCORE_PROCESSOR, device=None, dtype=None):
+        if against not in ("idea", "prompt"):
+            raise ValueError(f"against must be 'idea' or 'prompt', got {against!r}")
+        self.clip = clip if clip is not None else TransformersClip.shared(model, processor, device, dtype)
+        self.against = against
+
+    def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
+        """PickScore per image, ``[batch]``."""
+        texts = ideas if self.against == "idea" else prompts
+        sim = (self.clip.image_embeddings(images) * self.clip.text_embeddings(texts)).sum(-1)
+        return self.clip.model.logit_scale.exp().float() * sim
+
+
+class HPSReward(ClipSimilarityReward):
+    """HPSv2.1: cosine similarity of image and text in an open_clip ViT-H-14 fine-tuned on
+    human preference rankings (about 0.25-0.35 for real images). The checkpoint is read with
+    ``torch.load(weights_only=True)`` by open_clip; the text is the idea by default (see
+    ``PickScoreReward``)."""
+
+    def __init__(self, clip: ClipModel | None = None, against: str = "idea", model: str = HPS_MODEL,
+                 weights: str = HPS_WEIGHTS, device=None, dtype=None):
+        super().__init__(clip if clip is not None else hps_clip(model, weights, device, dtype), against=against)
+
+
+def hps_clip(model: str = HPS_MODEL, weights: str = HPS_WEIGHTS, device=None, dtype=None) -> ClipModel:
+    """The shared open_clip ``model`` with an HPS checkpoint (``.pt`` of ``{"state_dict": ...}``
+    or safetensors); a checkpoint that holds anything but tensors is refused, not unpickled."""
+    import pickle
+
+    path = resolve_file(weights)
+    try:
+        return ClipModel.shared(model, path, device, dtype)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{weights}: holds Python objects besides tensors and will not be unpickled; "
+            "pass a plain state dict (torch.save of tensors only, or safetensors)"
+        ) from e
+
+
 _STOPWORDS = frozenset(
     "a an the of in on at and or with by to for from into under over as is its his her their".split()
 )
@@ -524,6 +579,8 @@ _SPEC_KEYS = {
     "aesthetic": {"weights"},
     "similarity": {"hinge", "scale", "against"},
     "penalty": {"max_words", "length_weight", "repetition_weight"},
+    "pickscore": {"model", "processor", "against"},
+    "hps": {"model", "weights", "against"},
     "callable": {"target"},
 }
 
@@ -565,6 +622,10 @@ def build_reward(
     clip_pretrained: str | None = AESTHETIC_CLIP[1],
     aesthetic_weights: str | None = None,
     dtype: str | torch.dtype | None = None,
+    pickscore_model: str = PICKSCORE_MODEL,
+    pickscore_processor: str | None = PICKSCORE_PROCESSOR,
+    hps_model: str = HPS_MODEL,
+    hps_weights: str = HPS_WEIGHTS,
 ) -> WeightedSum:
     """A ``WeightedSum`` from config specs, e.g.::
 
@@ -574,7 +635,9 @@ def build_reward(
          {"type": "callable", "name": "mine", "target": "my_module:my_fn", "weight": 1.0}]
 
     Each term is named by its ``name`` (default: its type); ``weight`` defaults to 1. The
-    CLIP-based terms share one CLIP model (``clip_model_name``/``clip_pretrained``).
+    CLIP-based terms share one CLIP model (``clip_model_name``/``clip_pretrained``). The
+    preference models ``pickscore`` and ``hps`` take ``model``/``processor``/``weights``
+    from their spec, else from the ``pickscore_*``/``hps_*`` arguments.
     """
     terms: dict[str, tuple[float, RewardFn]] = {}
     for spec in specs:
@@ -603,9 +666,28 @@ def build_reward(
             fn = ClipSimilarityReward(clip, **spec)
         elif kind == "penalty":
             fn = PromptPenalty(**spec)
+        elif kind == "pickscore":
+            fn = PickScoreReward(
+                TransformersClip.shared(spec.pop("model", pickscore_model),
+                                        spec.pop("processor", pickscore_processor), device, dtype),
+                **spec,
+            )
+        elif kind == "hps":
+            clip = hps_clip(spec.pop("model", hps_model), spec.pop("weights", hps_weights), device, dtype)
+            fn = HPSReward(clip, **spec)
         else:
             if "target" not in spec:
                 raise ValueError(f"reward {name!r} (callable) needs a 'target': 'module:function'")
             fn = import_target(spec["target"])
         terms[name] = (weight, fn)
     return WeightedSum(terms)
+
+
+def build_config_reward(specs: list[dict], rewards_config, device=None) -> WeightedSum:
+    """``build_reward(specs)`` with every model and weights default from a ``RewardsConfig``."""
+    r = rewards_config
+    return build_reward(
+        specs, device=device, clip_model_name=r.clip_model, clip_pretrained=r.clip_pretrained,
+        aesthetic_weights=r.aesthetic_weights, pickscore_model=r.pickscore_model,
+        pickscore_processor=r.pickscore_processor, hps_model=r.hps_model, hps_weights=r.hps_weights,
+    )

@@ -8,6 +8,8 @@ A run directory holds:
     sft/                 the supervised warm start
     model/               the final model (written aside, then swapped in)
     report.png, samples.md, before_after.png
+    heldout.txt          the ideas held out of training (one per line)
+    eval/                the start model against the final one on them: eval.json, eval.md, eval.png
 
 Trainer state is data: JSON for numbers, strings and structure, safetensors for tensors and
 arrays. Nothing is unpickled, so a checkpoint from a stranger cannot run code. Paths recorded in
@@ -35,6 +37,8 @@ IMAGES_DIR = "images"
 MODEL_DIR = "model"
 SFT_DIR = "sft"
 RUN_INFO_FILE = "promptrl.json"
+HELDOUT_FILE = "heldout.txt"
+EVAL_DIR = "eval"
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
 LEGACY_STATE_FILE = "trainer_state.pt"
@@ -52,6 +56,12 @@ CONFIG_KEYS_THAT_MAY_CHANGE = frozenset(
         "trackers",
         "progress",
         "output_dir",
+        # the judge samples under its own seeds: how and how often it runs leaves training alone
+        "eval.every",
+        "eval.samples",
+        "eval.judges",
+        "eval.bootstrap",
+        "eval.seed",
     }
 )
 """Keys a resumed run may change: they say how long to run and what to write, not how to train."""

@@ -10,6 +10,8 @@ writes a small, deterministic model to a local directory that loads with the sam
   the real CLIP BPE, so prompts hit the same 77-token limit as real Stable Diffusion.
 - ``build_tiny_clip``: an open_clip model registered as ``promptrl-tiny-clip`` and a LAION-style
   aesthetic MLP sized for its embeddings and calibrated to score images 5 +- 1.
+- ``build_tiny_pickscore``: a transformers ``CLIPModel`` and ``CLIPProcessor`` (PickScore's
+  loaders); ``build_tiny_hps``: a ``promptrl-tiny-clip`` checkpoint in HPSv2's ``.pt`` format.
 
 Every builder is idempotent (a finished directory is reused) and atomic (it builds in a
 temporary directory and renames it into place, so a crashed or concurrent build never
@@ -350,11 +352,71 @@ def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
     }
 
 
+# --------------------------------------------------------------------------- preference models
+
+
+def build_tiny_pickscore(path: str | Path | None = None) -> str:
+    """A tiny transformers ``CLIPModel`` (32x32 images, 64-dim embeddings) with a
+    ``CLIPProcessor`` (the real CLIP BPE), loadable as PickScore is. Returns the directory."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    path = Path(path) if path is not None else default_cache_dir() / "pickscore"
+
+    def build(tmp: Path) -> None:
+        torch.manual_seed(SEED + 1)
+        tokenizer = clip_bpe_tokenizer()
+        config = CLIPConfig(
+            text_config={
+                "vocab_size": len(tokenizer),
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "max_position_embeddings": 77,
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            vision_config={
+                "image_size": 32,
+                "patch_size": 8,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+            },
+            projection_dim=64,
+        )
+        CLIPModel(config).save_pretrained(tmp, safe_serialization=True)
+        image_processor = CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        )
+        CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp)
+
+    return str(build_atomically(path, "config.json", build))
+
+
+def build_tiny_hps(path: str | Path | None = None) -> str:
+    """Random ``promptrl-tiny-clip`` weights saved as HPSv2 ships them: a ``.pt`` file holding
+    ``{"state_dict": ...}`` of plain tensors. Returns the file."""
+    import open_clip
+
+    path = Path(path) if path is not None else default_cache_dir() / "hps"
+    name = register_tiny_clip()
+
+    def build(tmp: Path) -> None:
+        torch.manual_seed(SEED + 2)
+        model = open_clip.create_model(name, pretrained=None)
+        torch.save({"state_dict": model.state_dict()}, tmp / "hps_tiny.pt")
+
+    return str(build_atomically(path, "hps_tiny.pt", build) / "hps_tiny.pt")
+
+
 def tiny_assets(cache_dir: str | Path | None = None) -> dict[str, str]:
     """Build (once) and return the paths of every tiny model.
 
     Keys: ``policy``, ``pipeline``, ``clip_model_name``, ``clip_pretrained``,
-    ``aesthetic_weights``.
+    ``aesthetic_weights``, ``pickscore``, ``hps_weights``.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     clip = build_tiny_clip(root / "clip")
@@ -364,4 +426,6 @@ def tiny_assets(cache_dir: str | Path | None = None) -> dict[str, str]:
         "clip_model_name": clip["model_name"],
         "clip_pretrained": clip["pretrained"],
         "aesthetic_weights": clip["aesthetic_weights"],
+        "pickscore": build_tiny_pickscore(root / "pickscore"),
+        "hps_weights": build_tiny_hps(root / "hps"),
     }

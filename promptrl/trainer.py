@@ -7,6 +7,7 @@ directory's layout (and every file name in it) is `rundir.py`'s.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -26,13 +27,14 @@ from transformers import AutoTokenizer
 
 from . import rundir
 from .config import TrainConfig, save_config
+from .evaluate import compare_samples, heldout_split, resolve_judges, sample_and_score
 from .generation import PromptGenerator
 from .models import ValueHeadModel, check_model_source
 from .plots import image_grid, plot_report
 from .ppo import PPOTrainer
 from .presets import resolve_tiny
 from .rendering import Renderer
-from .rewards import PerIdeaBaseline, build_reward, score
+from .rewards import PerIdeaBaseline, build_config_reward, score
 from .sft import load_corpus, supervised_finetune
 
 logger = logging.getLogger("promptrl")
@@ -176,16 +178,17 @@ class PromptTrainer:
         self.tokenizer = AutoTokenizer.from_pretrained(config.policy.tokenizer or config.policy.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.ideas = load_ideas(ideas if ideas is not None else config.ideas)
+        self.ideas, self.heldout = heldout_split(
+            load_ideas(ideas if ideas is not None else config.ideas), config.eval.heldout, config.seed)
         device = self.accelerator.device
-        self.reward = reward if reward is not None else build_reward(
-            config.rewards.terms, device=device, clip_model_name=config.rewards.clip_model,
-            clip_pretrained=config.rewards.clip_pretrained, aesthetic_weights=config.rewards.aesthetic_weights,
-        )
+        self.reward = reward if reward is not None else build_config_reward(config.rewards.terms, config.rewards, device)
         if renderer is None:
             render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
             renderer = Renderer(render_cfg)
         self.renderer = renderer
+        self.judges = None
+        if self.heldout:
+            self.judges = build_config_reward(resolve_judges(config.eval.judges, config.rewards), config.rewards, device)
         self.baseline = PerIdeaBaseline() if config.rewards.baseline == "per_idea" else None
         self.step = 0
         self.bad_steps = 0
@@ -196,6 +199,7 @@ class PromptTrainer:
         self.ppo: PPOTrainer | None = None
         self.generator: PromptGenerator | None = None
         self.before: list[dict] | None = None
+        self.heldout_eval = None
 
     # -- set-up ------------------------------------------------------------------------------
     def _peft_config(self):
@@ -259,6 +263,7 @@ class PromptTrainer:
             _set_rng_state(state["rng"])
         if self.accelerator.is_main_process:
             save_config(self.given_config, self.output_dir / rundir.CONFIG_FILE)
+            (self.output_dir / rundir.HELDOUT_FILE).write_text("".join(f"{idea}\n" for idea in self.heldout))
             with open(self.output_dir / rundir.METRICS_FILE, "w") as f:
                 for row in self.history:
                     f.write(json.dumps(row) + "\n")
@@ -388,6 +393,8 @@ class PromptTrainer:
         bar = tqdm(total=total, initial=self.step, desc="ppo", disable=not cfg.progress or not self.accelerator.is_main_process)
         while self.step < total:
             metrics = self.train_step()
+            if self.heldout and cfg.eval.every and self.step % cfg.eval.every == 0:
+                metrics.update(self.judge())
             self.history.append(metrics)
             self._log(metrics)
             bar.update(1)
@@ -447,8 +454,42 @@ class PromptTrainer:
         return [{"idea": i, "prompt": p, "reward": r, "image": img}
                 for i, p, r, img in zip(ideas, render.prompts, total.tolist(), to_pil(render.images))]
 
+    def _heldout_samples(self, base: bool = False):
+        """The held-out ideas sampled, rendered and scored (reward and judges) as `promptrl eval`
+        does, by the policy or (`base`) the start model; the training RNG is left alone."""
+        e = self.config.eval
+        if not base:
+            generator, context = self.generator, contextlib.nullcontext()
+        elif self.ppo.ref_model is not None:
+            generator = PromptGenerator(self.ppo.ref_model, self.tokenizer, self.config.generation)
+            context = contextlib.nullcontext()
+        else:  # LoRA: the start model is the policy with its adapters switched off
+            generator, context = self.generator, self.ppo.policy.disabled_adapter()
+        with context:
+            return sample_and_score(generator, self.renderer, self.reward, self.heldout, e.samples, e.seed, self.judges)
+
+    def judge(self) -> dict:
+        """Held-out metrics: mean of every score column (`judge/<name>/mean` for the judges,
+        `heldout/<name>/mean` for the training reward), so reward hacking shows as the training
+        reward rising while the judge does not."""
+        if not self.accelerator.is_main_process:
+            return {}
+        scores = self._heldout_samples().scores
+        out = {(f"{name}/mean" if name.startswith("judge/") else f"heldout/{name}/mean"): float(v.mean())
+               for name, v in scores.items()}
+        if "heldout/total/mean" not in out:  # a one-term reward: its term is the total
+            out["heldout/total/mean"] = out[f"heldout/{next(iter(scores))}/mean"]
+        return out
+
+    def heldout_comparison(self):
+        """`evaluate.EvalResult` of the start model against the policy on the held-out ideas."""
+        e = self.config.eval
+        base, tuned = self._heldout_samples(base=True), self._heldout_samples()
+        names = {"base": str(self.start_model), "tuned": str(self.output_dir / rundir.MODEL_DIR)}
+        return compare_samples(base, tuned, self.heldout, e.seed, e.bootstrap, names)
+
     def finish(self) -> None:
-        """Final model, report.png, before/after table and grid."""
+        """Final model, report.png, before/after table and grid, held-out comparison."""
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
@@ -465,6 +506,14 @@ class PromptTrainer:
                 for tag, x in zip(("before", "after"), pair)]
         image_grid(pics, caps, cols=2).save(self.output_dir / "before_after.png")
         self.after = after
+        if self.heldout:
+            self.heldout_eval = self.heldout_comparison()
+            self.heldout_eval.save(self.output_dir / rundir.EVAL_DIR)
+            with open(self.output_dir / "samples.md", "a") as f:
+                f.write("\n## Held-out ideas (never trained on): start model against final model\n\n")
+                f.write(self.heldout_eval.markdown().split("\n", 2)[2])  # without its title line
+            logger.info("Held-out comparison (%s):\n%s", self.output_dir / rundir.EVAL_DIR / "eval.md",
+                        self.heldout_eval.summary())
         if self.config.trackers:
             self.accelerator.end_training()
 

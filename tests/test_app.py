@@ -20,7 +20,8 @@ import pytest  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ENDPOINTS = {"/generate", "/render", "/train_start", "/train_stop", "/train_poll", "/download", "/model_info"}
+ENDPOINTS = {"/generate", "/render", "/train_start", "/train_stop", "/train_poll", "/download", "/model_info",
+             "/evaluate"}
 TRAIN_OVERRIDES = "\n".join([
     "ppo.batch_size=4", "ppo.mini_batch_size=2", "ppo.forward_batch_size=4", "samples_per_idea=2",
     "sft.enabled=false", "trackers=[]", "generation.max_new_tokens=8", "save_every=1", "image_every=1",
@@ -161,6 +162,21 @@ def test_out_of_range_slider_values_are_refused_with_gradios_message(client):
     with pytest.raises(AppError, match="greater than maximum value 2"):
         client.predict("a fox", 1, 50.0, 1.0, 8, 0, api_name="/generate")
     assert render(client, table, "1")[-1].startswith("Rendered 1 row(s)")
+
+
+def test_evaluate_tab_compares_the_served_models(client):
+    table, grid, status = client.predict("a lighthouse in a storm\na red fox", 2, 0, api_name="/evaluate")
+    assert "2 idea(s) x 2 sample(s)" in status
+    assert "| total |" in table and "| judge/pickscore |" in table and "| picky |" in table
+    # the app serves the tiny policy as both models: every pair ties
+    assert "+0 [+0, +0]" in table and "50% [50%, 50%]" in table
+    assert grid and os.path.exists(grid if isinstance(grid, str) else grid["path"])
+    again = client.predict("a lighthouse in a storm\na red fox", 2, 0, api_name="/evaluate")
+    assert again[0] == table
+    held = client.predict("", 1, 0, api_name="/evaluate")
+    assert "16 idea(s) x 1 sample(s)" in held[2]
+    for ideas, samples, expected in (("a fox", 9, "between 1 and 4"), ("x" * 300, 1, "characters")):
+        assert expected in client.predict(ideas, samples, 0, api_name="/evaluate")[2]
 
 
 def test_model_tab_says_what_is_loaded_where(client):

@@ -16,10 +16,10 @@ from promptrl.trainer import PromptTrainer, find_checkpoint
 
 
 def small_config(out, **overrides):
-    """The tiny preset, shrunk: no SFT, 4 samples per step, no trackers."""
+    """The tiny preset, shrunk: no SFT, 4 samples per step, 4 held-out ideas, no trackers."""
     base = [f"output_dir={out}", "sft.enabled=false", "ppo.batch_size=4", "ppo.mini_batch_size=2",
             "ppo.forward_batch_size=4", "samples_per_idea=2", "steps=4", "save_every=2", "image_every=2",
-            "eval_ideas=2", "trackers=[]", "progress=false", "generation.max_new_tokens=8"]
+            "eval_ideas=2", "trackers=[]", "progress=false", "generation.max_new_tokens=8", "eval.heldout=4"]
     return load_config("tiny", None, base + [f"{k}={v}" for k, v in overrides.items()])
 
 
@@ -54,6 +54,8 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for name in ("report.png", "samples.md", "before_after.png", "config.yaml", "images/step_000002.png"):
         assert (tmp_path / "b" / name).exists(), name
+    held = [json.loads((tmp_path / run / "eval" / "eval.json").read_text()) for run in ("a", "b")]
+    assert held[0]["rewards"] == held[1]["rewards"] and held[0]["pairs"] == held[1]["pairs"]
 
 
 def _weights(trainer):
@@ -91,7 +93,10 @@ def test_user_reward_plugs_in(tmp_path):
     trainer = PromptTrainer(small_config(tmp_path, steps=1, save_every=0), reward=brightness)
     history = trainer.train()
     # before/after evaluation on 2 ideas, and one training batch of 4
-    assert [shape for shape, _ in calls] == [(2, 3, 64, 64), (4, 3, 64, 64), (2, 3, 64, 64)]
+    assert [shape for shape, _ in calls[:3]] == [(2, 3, 64, 64), (4, 3, 64, 64), (2, 3, 64, 64)]
+    # then the held-out comparison: start model and final model, 2 samples of the 4 held-out ideas
+    assert [shape for shape, _ in calls[3:]] == [(4, 3, 64, 64)] * 4
+    assert not set(calls[3][1]) & set(trainer.ideas)
     train_ideas = calls[1][1]
     assert len(set(train_ideas)) == 2 and train_ideas[0] == train_ideas[1]  # samples_per_idea=2
     assert "reward/brightness/mean" in history[0]

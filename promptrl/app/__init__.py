@@ -5,7 +5,7 @@ required beyond loopback); `main()` is the command line behind `python app.py` a
 
 One module per job: `limits` (bounds and input checks), `models` (the shared models), `training`
 (the background run), `train_config` (what a visitor may set), a module per tab
-(`generate_tab`, `render_tab`, `train_tab`, `model_tab`), `build` (assembling them) and
+(`generate_tab`, `render_tab`, `train_tab`, `evaluate_tab`, `model_tab`), `build` (assembling them) and
 `serving` (who may connect, the command line).
 """
 

@@ -14,13 +14,13 @@ import gradio as gr
 
 from ..config import load_config
 from ..presets import resolve_tiny
-from . import generate_tab, model_tab, render_tab, train_tab
+from . import evaluate_tab, generate_tab, model_tab, render_tab, train_tab
 from .context import AppContext
 from .limits import Limits
 from .models import Models, find_run, find_start_model
 from .training import TrainingRun
 
-TABS = (generate_tab, render_tab, train_tab, model_tab)
+TABS = (generate_tab, render_tab, train_tab, evaluate_tab, model_tab)
 """The tabs, in the order they appear."""
 
 

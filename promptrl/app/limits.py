@@ -31,6 +31,8 @@ class Limits:
     """Tokens per generated prompt (Stable Diffusion reads at most 77 anyway)."""
     render_rows: int = 16
     """Table rows rendered per request (two images each: fine-tuned and starting model)."""
+    eval_samples: int = 4
+    """Prompts per idea and model in an Evaluate request (each rendered and scored)."""
     prompt_chars: int = 1000
     """Characters per table cell sent to Render & score."""
     train_steps: int = 500

@@ -18,7 +18,7 @@ from ..config import TrainConfig, load_config
 from ..generation import PromptGenerator
 from ..presets import resolve_tiny
 from ..rendering import Renderer, resolve_device
-from ..rewards import WeightedSum, build_reward, weighted_terms
+from ..rewards import WeightedSum, build_config_reward, weighted_terms
 from .limits import Limits, UserError
 
 REWARD_TYPES = ("aesthetic", "similarity", "penalty")
@@ -140,13 +140,7 @@ class Models:
             if self._rewards is None:
                 r = self.config.rewards
                 specs = weighted_terms(r.terms, dict.fromkeys(REWARD_TYPES, 1.0))
-                built = build_reward(
-                    specs,
-                    device=self.renderer().device,
-                    clip_model_name=r.clip_model,
-                    clip_pretrained=r.clip_pretrained,
-                    aesthetic_weights=r.aesthetic_weights,
-                )
+                built = build_config_reward(specs, r, self.renderer().device)
                 configured = {
                     s.get("name", s["type"]): float(s.get("weight", 1.0)) for s in r.terms
                 }

@@ -19,7 +19,7 @@ from .. import rundir
 from ..config import TrainConfig
 from ..presets import resolve_tiny
 from ..rendering import resolve_device
-from ..rewards import WeightedSum, build_reward
+from ..rewards import WeightedSum, build_config_reward
 from ..trainer import PromptTrainer
 from .limits import UserError
 
@@ -86,13 +86,7 @@ class TrainingRun:
             reward = None
             if self.extra_rewards:
                 resolved = resolve_tiny(config)
-                built = build_reward(
-                    resolved.rewards.terms,
-                    device=resolve_device(None),
-                    clip_model_name=resolved.rewards.clip_model,
-                    clip_pretrained=resolved.rewards.clip_pretrained,
-                    aesthetic_weights=resolved.rewards.aesthetic_weights,
-                )
+                built = build_config_reward(resolved.rewards.terms, resolved.rewards, resolve_device(None))
                 reward = WeightedSum({**built.terms, **self.extra_rewards})
             trainer = PromptTrainer(config, reward=reward, ideas=ideas)
             self.trainer = trainer
