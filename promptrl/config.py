@@ -130,17 +130,13 @@ class EvalConfig:
     """Seed of the evaluation's prompt sampling, image noise and bootstrap."""
 
     def __post_init__(self):
-        for key in ("heldout", "samples", "every", "bootstrap"):
-            value, low = getattr(self, key), 1 if key in ("samples", "bootstrap") else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"config key 'eval.{key}' must be an integer >= {low}; got {value!r}.")
-        if self.judges is not None:
-            if not isinstance(self.judges, list) or not all(isinstance(j, dict) for j in self.judges):
-                raise ValueError(f"config key 'eval.judges' must be a list of reward specs; got {self.judges!r}.")
-            for judge in self.judges:
-                if judge.get("type") not in JUDGE_TYPES:
-                    raise ValueError(f"config key 'eval.judges' has type {judge.get('type')!r}; "
-                                     f"allowed: {', '.join(JUDGE_TYPES)}.")
+        checks.check_types(self, "eval")
+        for name, low in (("heldout", 0), ("samples", 1), ("every", 0), ("bootstrap", 1), ("seed", 0)):
+            checks.at_least("eval", name, getattr(self, name), low)
+        for judge in self.judges or []:
+            if not isinstance(judge, dict) or judge.get("type") not in JUDGE_TYPES:
+                raise ValueError(f"config key 'eval.judges' item {judge!r} must be a reward spec whose type is "
+                                 f"one of {', '.join(JUDGE_TYPES)}.")
 
 
 @dataclass

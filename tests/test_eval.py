@@ -208,7 +208,7 @@ def test_cli_eval_errors_are_one_line(tmp_path, capsys, bloom_dir):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "does not exist" in err[0] and "--base" in err[1]
     assert "--judges: unknown reward type(s) lpips; allowed: aesthetic" in err[2]
-    with pytest.raises(ValueError, match="eval.samples.*>= 1"):
+    with pytest.raises(ValueError, match="eval.samples.*at least 1"):
         load_config("tiny", None, ["eval.samples=0"])
     with pytest.raises(ValueError, match="eval.judges.*'lpips'.*pickscore"):
         load_config("tiny", None, ["eval.judges=[{type: lpips}]"])
