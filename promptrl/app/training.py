@@ -86,7 +86,9 @@ class TrainingRun:
             reward = None
             if self.extra_rewards:
                 resolved = resolve_tiny(config)
-                built = build_config_reward(resolved.rewards.terms, resolved.rewards, resolve_device(None))
+                built = build_config_reward(
+                    resolved.rewards.terms, resolved.rewards, resolve_device(None)
+                )
                 reward = WeightedSum({**built.terms, **self.extra_rewards})
             trainer = PromptTrainer(config, reward=reward, ideas=ideas)
             self.trainer = trainer
