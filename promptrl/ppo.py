@@ -34,9 +34,9 @@ from accelerate import Accelerator
 
 from .core import (
     AdaptiveKLController,
-    _all_reduce_sum,
     FixedKLController,
     RunningMoments,
+    _all_reduce_sum,
     clip_by_value,
     compute_advantages,
     entropy_from_logprobs,
