@@ -171,7 +171,13 @@ def test_step_moves_the_adaptive_coefficient_by_the_formula(gpt2_dir):
     )
     trainer.step(*fixed_batch(4, seed=1))  # the policy moves away from the reference
     before = trainer.kl_ctl.value
+    seen = []
+    update = trainer.kl_ctl.update
+    trainer.kl_ctl.update = lambda kl, n_steps: seen.append((kl, n_steps)) or update(kl, n_steps)
     stats = trainer.step(*fixed_batch(4, seed=2))
+    assert seen == [
+        (pytest.approx(stats["objective/kl"], rel=1e-6), 4)
+    ]  # the batch's KL, 4 samples
     error = min(max(stats["objective/kl"] / 0.5 - 1, -0.2), 0.2)
     assert stats["objective/kl"] != 0
     assert trainer.kl_ctl.value == pytest.approx(before * (1 + error * 4 / 100), rel=1e-9)
@@ -244,8 +250,9 @@ def test_gradient_accumulation_equals_one_bigger_minibatch(gpt2_dir):
         trainer.step(*batch)
         return trainer, steps[0]
 
-    accumulated, steps = run(mini_batch_size=2, gradient_accumulation_steps=2)
-    direct, _ = run(mini_batch_size=4)
+    # No gradient clipping: a clipped norm would hide a group's gradient of the wrong size.
+    accumulated, steps = run(mini_batch_size=2, gradient_accumulation_steps=2, max_grad_norm=None)
+    direct, _ = run(mini_batch_size=4, max_grad_norm=None)
     assert steps == 2 * 2  # two groups per epoch: the short last group is stepped too
     a, b = params(accumulated.policy), params(direct.policy)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
@@ -270,6 +277,21 @@ def test_early_stopping_stops_at_the_first_minibatch_over_the_bound(gpt2_dir):
     assert len(trainer.minibatch_stats) == 2 and steps[0] == 1
     assert trainer.minibatch_stats[1]["ppo/policy/approxkl"] > 1.5e-6
     assert stats["ppo/early_stopped"] == 1.0 and stats["ppo/epochs"] == 1
+
+    # Within an accumulation group the policy has not moved yet: the first group of 3 trains
+    # and steps, the second group's first minibatch stops the step; nothing after it runs.
+    grouped = trainer_for(
+        gpt2_dir,
+        batch_size=6,
+        mini_batch_size=1,
+        gradient_accumulation_steps=3,
+        lr=1e-2,
+        early_stopping=True,
+        target_kl=1e-6,
+    )
+    steps = count_optimizer_steps(grouped)
+    grouped.step(*fixed_batch(6))
+    assert len(grouped.minibatch_stats) == 4 and steps[0] == 1
 
     loose = trainer_for(
         gpt2_dir, batch_size=6, mini_batch_size=2, lr=1e-2, early_stopping=True, target_kl=10.0
