@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
 
-.PHONY: demo test app bench lint
+.PHONY: demo test app bench lint mutants
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ app: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(OFFLINE) $(PY) bench/ppo_step.py
+
+# Plants one bug at a time in the PPO code; fails if the PPO tests miss one.
+mutants: $(VENV)/.installed
+	$(OFFLINE) $(PY) tests/mutants.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -117,6 +117,16 @@ class ValueHeadModel(nn.Module):
     def vocab_size(self) -> int:
         return self.get_input_embeddings().num_embeddings
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model's position embeddings hold (None: no limit, e.g. ALiBi)."""
+        config = self.pretrained_model.config
+        for name in ("n_positions", "max_position_embeddings"):
+            value = getattr(config, name, None)
+            if isinstance(value, int):
+                return value
+        return None
+
     def gradient_checkpointing_enable(self, **kwargs) -> None:
         self.pretrained_model.gradient_checkpointing_enable(**kwargs)
 
@@ -149,7 +159,10 @@ class ValueHeadModel(nn.Module):
             **kwargs,
         )
         last_hidden = out.hidden_states[-1]
-        values = self.v_head(last_hidden.float()).squeeze(-1)
+        # The value head stays fp32 under autocast: bf16 values carry ~3 significant digits,
+        # too few for returns that the value loss compares them with.
+        with torch.autocast(device_type=last_hidden.device.type, enabled=False):
+            values = self.v_head(last_hidden.float()).squeeze(-1)
         logits = out.logits[:, -logits_to_keep:] if logits_to_keep else out.logits
         return ValueHeadOutput(logits.float(), out.past_key_values, values)
 

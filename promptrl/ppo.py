@@ -5,8 +5,14 @@ One step:
 2. rewards: a per-token KL penalty `-kl_coef * (logp - logp_ref)`, the score added at the last
    response token;
 3. GAE advantages (whitened over the whole batch) and returns;
-4. `ppo_epochs` passes over shuffled minibatches: clipped policy loss + clipped value loss;
+4. `ppo_epochs` passes over shuffled minibatches: clipped policy loss + clipped value loss,
+   `gradient_accumulation_steps` minibatches per optimizer step; a minibatch whose importance
+   ratio exploded is skipped, and early stopping ends the epochs at the first minibatch whose
+   approximate KL is too large;
 5. the KL controller moves toward its target.
+
+Every logged statistic is global: with N processes, token means are taken over all tokens of
+all processes and sample statistics over all samples.
 
 Sequences are packed per (mini)batch as `[left-padded query | response | right padding]`, so
 responses start at the same column and padding is only as long as the (mini)batch needs.
@@ -30,6 +36,7 @@ from .core import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,
+    _all_reduce_sum,
     clip_by_value,
     compute_advantages,
     entropy_from_logprobs,
@@ -39,6 +46,10 @@ from .core import (
 )
 from .models import ValueHeadModel
 from .ppo_config import PPOConfig
+
+SCORE_STD_MIN = 1e-6
+"""Relative to max(1, |running mean|): a running std below this (one score so far, or identical
+scores) holds no scale, so score scaling divides by 1 instead of multiplying scores by ~1e8."""
 
 
 class PackedBatch:
@@ -97,10 +108,14 @@ class PPOTrainer:
                 f"model must be a ValueHeadModel (got {type(model).__name__}); "
                 "load one with ValueHeadModel.from_pretrained(name_or_path)."
             )
-        self.accelerator = accelerator or Accelerator(
-            mixed_precision=self.config.mixed_precision,
-            gradient_accumulation_steps=self.config.gradient_accumulation_steps,
-        )
+        if accelerator is not None and accelerator.gradient_accumulation_steps != 1:
+            raise ValueError(
+                "Pass an Accelerator without gradient_accumulation_steps and set "
+                "PPOConfig.gradient_accumulation_steps instead: the step groups minibatches itself."
+            )
+        # Accumulation is done by the step itself (groups of minibatches, flushed at each epoch's
+        # end), not by accelerate, which would carry a partial group's gradients forward.
+        self.accelerator = accelerator or Accelerator(mixed_precision=self.config.mixed_precision)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         if launched > 1 and self.accelerator.num_processes == 1:
             raise RuntimeError(
@@ -111,6 +126,7 @@ class PPOTrainer:
         self.tokenizer = tokenizer
         self.pad_id = _pad_id(tokenizer, model)
         self.vocab_size = model.vocab_size
+        self.max_positions = model.max_positions
         if optimizer is None:
             optimizer = torch.optim.AdamW(
                 [p for p in model.parameters() if p.requires_grad],
@@ -158,6 +174,13 @@ class PPOTrainer:
         for i, r in enumerate(responses):
             if len(r) == 0:
                 raise ValueError(f"responses[{i}] is empty; drop samples whose response has no tokens.")
+        if self.max_positions is not None:
+            for i, (q, r) in enumerate(zip(queries, responses)):
+                if len(q) + len(r) > self.max_positions:
+                    raise ValueError(
+                        f"sample {i} has {len(q)} query + {len(r)} response tokens, more than the model's "
+                        f"{self.max_positions} positions; shorten the query or max_new_tokens."
+                    )
         device = self.accelerator.device
         return [q.to(device) for q in queries], [r.to(device) for r in responses], scores.to(device)
 
@@ -222,10 +245,10 @@ class PPOTrainer:
         cfg = self.config
         if cfg.use_score_scaling:
             self.score_moments.update(scores)
-            if cfg.use_score_norm:
-                scores = (scores - self.score_moments.mean) / (self.score_moments.std + 1e-8)
-            else:
-                scores = scores / (self.score_moments.std + 1e-8)
+            mean, std = self.score_moments.mean, self.score_moments.std
+            if std < SCORE_STD_MIN * max(1.0, abs(mean)):
+                std = 1.0
+            scores = (scores - mean) / std if cfg.use_score_norm else scores / std
         if cfg.score_clip is not None:
             scores = scores.clamp(-cfg.score_clip, cfg.score_clip)
         return scores
@@ -291,9 +314,7 @@ class PPOTrainer:
         """
         cfg = self.config
         t_start = time.perf_counter()
-        queries, responses, scores = self._check_inputs(queries, responses, scores)
-        raw_scores = scores
-        scores = self._scale_scores(scores)
+        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)
         n = len(queries)
 
         t0 = time.perf_counter()
@@ -301,6 +322,8 @@ class PPOTrainer:
         t_forward = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        # The running score statistics move only once the inputs passed and the rollout ran.
+        scores = self._scale_scores(raw_scores)
         rewards, non_score, kl = self.compute_rewards(scores, old_logprobs, ref_logprobs, mask)
         if cfg.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False, global_batch=True)
@@ -312,33 +335,48 @@ class PPOTrainer:
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.current_step)
         perms = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
         collected: list[dict[str, torch.Tensor]] = []
-        epochs_done = 0
+        epochs_done, skipped, stopped = 0, 0, False
         for perm in perms:
-            epoch_stats = [
-                self._train_minibatch(idx, queries, responses, old_logprobs, values, advantages, returns)
-                for idx in self._minibatches(perm, queries, responses, generator)
-            ]
-            collected.extend(epoch_stats)
             epochs_done += 1
-            if cfg.early_stopping:
-                approxkl = torch.stack([s["ppo/policy/approxkl"] for s in epoch_stats]).mean()
-                approxkl = self.accelerator.reduce(approxkl, reduction="mean")
-                if approxkl > 1.5 * cfg.target_kl:
+            minibatches = self._minibatches(perm, queries, responses, generator)
+            gas = cfg.gradient_accumulation_steps
+            for group in (minibatches[i : i + gas] for i in range(0, len(minibatches), gas)):
+                trained = 0
+                for idx in group:
+                    stats, verdict = self._train_minibatch(
+                        idx, queries, responses, old_logprobs, values, advantages, returns, 1 / len(group)
+                    )
+                    collected.append(stats)
+                    stopped = verdict == "stop"
+                    if stopped:
+                        break
+                    skipped += verdict == "skip"
+                    trained += verdict == "train"
+                if trained:  # the group's last step, also when an epoch ends mid-group
+                    self._optimizer_step()
+                if stopped:
                     break
+            if stopped:
+                break
         t_optimize = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        train_stats = {k: torch.stack([s[k] for s in collected]) for k in collected[0]}
+        train_stats = self._global_minibatch_stats(collected)
         self.minibatch_stats = [
             dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
         ]
         stats = self._batch_stats(raw_scores, old_logprobs, ref_logprobs, values, mask, kl, non_score, advantages, returns)
         stats.update({k: v.mean().item() if not k.endswith("max_dev") else v.max().item() for k, v in train_stats.items()})
         stats["ppo/epochs"] = epochs_done
+        stats["ppo/early_stopped"] = float(stopped)
+        stats["ppo/skipped_minibatches"] = skipped
         stats["ppo/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         stats["objective/kl_coef"] = self.kl_ctl.value
-        stats["tokens/queries_len_mean"] = float(np.mean([len(q) for q in queries]))
-        stats["tokens/responses_len_mean"] = float(np.mean([len(r) for r in responses]))
+        lengths = self.accelerator.gather(
+            torch.tensor([[len(q), len(r)] for q, r in zip(queries, responses)], device=mask.device, dtype=torch.float)
+        )
+        stats["tokens/queries_len_mean"] = lengths[:, 0].mean().item()
+        stats["tokens/responses_len_mean"] = lengths[:, 1].mean().item()
         t_stats = time.perf_counter() - t0
 
         # Every process must move its coefficient alike: the controller sees the global mean KL.
@@ -372,48 +410,97 @@ class PPOTrainer:
             return [chunks[i].tolist() for i in torch.randperm(len(chunks), generator=generator)]
         return [chunk.tolist() for chunk in perm.split(mbs)]
 
-    def _train_minibatch(self, idx, queries, responses, old_logprobs, values, advantages, returns):
+    def _train_minibatch(self, idx, queries, responses, old_logprobs, values, advantages, returns, scale):
+        """Forward one minibatch, then backward `scale` x its loss unless a guard says otherwise.
+
+        Returns `(stats, verdict)`: verdict "train", "skip" (importance ratio above
+        `ratio_threshold`) or "stop" (early stopping: approximate KL above 1.5 x `target_kl`).
+        Both guards look at the minibatch before its update, averaged over all processes, so
+        every process decides alike.
+        """
+        cfg = self.config
         batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
         r = batch.r_len
         rows = torch.tensor(idx, device=old_logprobs.device)
         mask = batch.response_mask
-        with self.accelerator.accumulate(self.model), self.accelerator.autocast():
+        with self.accelerator.autocast():
             logprobs, vpreds, all_logprobs = self._forward(self.model, batch)
-            loss, stats = self.loss(
-                old_logprobs[rows, :r], values[rows, :r], advantages[rows, :r], returns[rows, :r],
-                logprobs, vpreds, all_logprobs, mask,
-            )
-            self.accelerator.backward(loss)
-            if self.config.max_grad_norm is not None and self.accelerator.sync_gradients:
-                self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
-        return stats
+        loss, stats = self.loss(
+            old_logprobs[rows, :r], values[rows, :r], advantages[rows, :r], returns[rows, :r],
+            logprobs, vpreds, all_logprobs, mask,
+        )
+        stats["ppo/tokens"] = mask.sum()
+        approxkl, ratio = self._global_mean(
+            torch.stack([stats["ppo/policy/approxkl"], stats["ppo/policy/ratio"]]), stats["ppo/tokens"]
+        ).tolist()
+        if cfg.early_stopping and approxkl > 1.5 * cfg.target_kl:
+            return stats, "stop"
+        if cfg.ratio_threshold is not None and ratio > cfg.ratio_threshold:
+            return stats, "skip"
+        self.accelerator.backward(loss * scale)
+        return stats, "train"
+
+    def _optimizer_step(self) -> None:
+        if self.config.max_grad_norm is not None:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    @staticmethod
+    def _global_mean(local_means: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Token-weighted mean over processes of per-process token means `[..., k]`."""
+        sums = torch.cat([local_means * tokens[..., None], tokens[..., None]], -1)
+        sums = _all_reduce_sum(sums.float())
+        return sums[..., :-1] / sums[..., -1:].clamp(min=1)
+
+    def _global_minibatch_stats(self, collected: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Per-minibatch statistics `{key: [n_minibatches]}`, each the value over all processes."""
+        tokens = torch.stack([s.pop("ppo/tokens") for s in collected]).float()
+        keys = list(collected[0])
+        means = [k for k in keys if not k.endswith("max_dev")]
+        maxima = [k for k in keys if k.endswith("max_dev")]
+        table = self._global_mean(torch.stack([torch.stack([s[k] for k in means]) for s in collected]).float(), tokens)
+        out = {k: table[:, j] for j, k in enumerate(means)}
+        for k in maxima:
+            out[k] = self.accelerator.reduce(torch.stack([s[k] for s in collected]).float(), reduction="max")
+        return {k: out[k] for k in keys}
 
     @torch.no_grad()
     def _batch_stats(self, scores, logprobs, ref_logprobs, values, mask, kl, non_score, advantages, returns) -> dict:
-        kl_per_seq = kl.sum(1)
-        returns_var = masked_var(returns, mask)
+        gather = self.accelerator.gather
+        kl_per_seq = gather(kl.sum(1))
+        scores = gather(scores.to(kl.device))
+
+        def token_mean(x):
+            return masked_mean(x, mask, global_batch=True)
+
+        def token_var(x):
+            return masked_var(x, mask, global_batch=True)
+
+        returns_var = token_var(returns)
         stats = {
             "objective/kl": kl_per_seq.mean(),
-            "objective/logprobs": masked_mean(logprobs, mask),
-            "objective/ref_logprobs": masked_mean(ref_logprobs, mask),
-            "objective/entropy": (-logprobs * mask).sum(1).mean(),
-            "ppo/mean_non_score_reward": non_score.sum(1).mean(),
+            "objective/logprobs": token_mean(logprobs),
+            "objective/ref_logprobs": token_mean(ref_logprobs),
+            "objective/entropy": gather((-logprobs * mask).sum(1)).mean(),
+            "ppo/mean_non_score_reward": gather(non_score.sum(1)).mean(),
             "ppo/mean_scores": scores.mean(),
             "ppo/std_scores": scores.std() if len(scores) > 1 else torch.zeros(()),
-            "ppo/policy/advantages_mean": masked_mean(advantages, mask),
-            "ppo/returns/mean": masked_mean(returns, mask),
+            "ppo/policy/advantages_mean": token_mean(advantages),
+            "ppo/returns/mean": token_mean(returns),
             "ppo/returns/var": returns_var,
-            "ppo/val/mean": masked_mean(values, mask),
-            "ppo/val/var": masked_var(values, mask),
-            "ppo/val/var_explained": 1 - masked_var(returns - values, mask) / returns_var.clamp(min=1e-8),
+            "ppo/val/mean": token_mean(values),
+            "ppo/val/var": token_var(values),
+            "ppo/val/var_explained": 1 - token_var(returns - values) / returns_var.clamp(min=1e-8),
         }
         names = list(stats)
         flat = torch.stack([stats[k].float() for k in names]).cpu().tolist()
         out = dict(zip(names, flat))
         out["objective/kl_dist"] = kl_per_seq.cpu().numpy()
-        out["ppo/policy/advantages"] = advantages[mask.bool()].cpu().numpy()
+        # Every process's real-token advantages: pad rows to one width, gather, keep real tokens.
+        n = len(mask)
+        chunks = gather(self.accelerator.pad_across_processes(torch.cat([advantages, mask]), dim=1)).split(2 * n)
+        out["ppo/policy/advantages"] = torch.cat([c[:n][c[n:].bool()] for c in chunks]).cpu().numpy()
         return out
 
     # -- checkpoint state --------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from . import checks
+
 
 @dataclass
 class PPOConfig:
@@ -40,11 +42,14 @@ class PPOConfig:
     padding, so faster steps when response lengths vary; each minibatch is then no longer a
     uniform random sample, and its token-mean loss weighs short responses' tokens more."""
     gradient_accumulation_steps: int = 1
-    """Minibatches whose gradients are summed before one optimizer step."""
+    """Minibatches whose gradients are averaged into one optimizer step. An epoch whose
+    minibatch count is not a multiple steps on its last, smaller group: gradients never carry
+    over into the next epoch or step."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this (None: no clipping)."""
     early_stopping: bool = False
-    """Stop the epochs of a step once the approximate KL exceeds 1.5 x `target_kl`."""
+    """Stop the step's epochs at the first minibatch whose approximate KL (before its update,
+    averaged over processes) exceeds 1.5 x `target_kl`; that minibatch is not trained on."""
     target_kl: float = 1.0
     """Approximate-KL threshold for early stopping."""
     use_score_scaling: bool = False
@@ -53,6 +58,10 @@ class PPOConfig:
     """With score scaling, also subtract the running mean."""
     score_clip: float | None = None
     """Clip (scaled) scores to [-score_clip, score_clip]."""
+    ratio_threshold: float | None = 10.0
+    """Skip (do not train on) a minibatch whose mean importance ratio exceeds this: the policy
+    has drifted too far from the rollout for the clipped objective to be trusted. Counted in
+    `ppo/skipped_minibatches`. None: never skip."""
     whiten_rewards: bool = False
     """Whiten the per-token rewards before GAE."""
     temperature: float = 1.0
@@ -67,23 +76,23 @@ class PPOConfig:
     """Seed of the minibatch shuffling."""
 
     def __post_init__(self):
-        checks = {
-            "batch_size": self.batch_size >= 1,
-            "forward_batch_size": self.forward_batch_size >= 1,
-            "mini_batch_size": self.mini_batch_size >= 1,
-            "ppo_epochs": self.ppo_epochs >= 1,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
-            "lr": self.lr > 0,
-            "temperature": self.temperature > 0,
-            "cliprange": self.cliprange > 0,
-            "horizon": self.horizon > 0,
-            "target": self.target > 0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"PPOConfig: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} out of range (must be positive).")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"PPOConfig.mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}.")
+        checks.check_types(self, "ppo")
+        for name in ("batch_size", "forward_batch_size", "mini_batch_size", "ppo_epochs",
+                     "gradient_accumulation_steps"):
+            checks.at_least("ppo", name, getattr(self, name), 1)
+        for name in ("gamma", "lam"):
+            checks.at_least("ppo", name, getattr(self, name), 0.0, 1.0)
+        for name in ("lr", "target", "horizon", "cliprange", "cliprange_value", "target_kl",
+                     "temperature", "adam_eps"):
+            checks.positive("ppo", name, getattr(self, name))
+        for name in ("init_kl_coef", "vf_coef", "weight_decay"):
+            checks.at_least("ppo", name, getattr(self, name), 0.0)
+        for name in ("max_grad_norm", "score_clip"):
+            if getattr(self, name) is not None:
+                checks.positive("ppo", name, getattr(self, name))
+        if self.ratio_threshold is not None:
+            checks.at_least("ppo", "ratio_threshold", self.ratio_threshold, 1.0)
+        checks.one_of("ppo", "mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
 
     @classmethod
     def from_kwargs(cls, **params) -> PPOConfig:

@@ -169,7 +169,6 @@ class PromptTrainer:
         self.overwrite = overwrite
         self.accelerator = accelerator or Accelerator(
             mixed_precision=config.ppo.mixed_precision,
-            gradient_accumulation_steps=config.ppo.gradient_accumulation_steps,
             log_with=list(config.trackers) or None,
             project_dir=str(self.output_dir),
         )

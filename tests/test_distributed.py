@@ -23,12 +23,42 @@ def test_two_processes_stay_in_sync(gpt2_dir, tmp_path):
 
     ranks = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
     assert [r["num_processes"] for r in ranks] == [2, 2]
-    assert ranks[0]["mean_score"] != ranks[1]["mean_score"]  # each rank had its own data
-    assert ranks[0]["kl"] != ranks[1]["kl"]
     assert ranks[0]["next_kl_coef"] == ranks[1]["next_kl_coef"]  # from the global KL
+
+    # Every logged statistic is the global one: the same on both ranks, over both ranks' data.
+    s0, s1 = ranks[0]["stats"], ranks[1]["stats"]
+    assert s0.keys() == s1.keys()
+    different = {k: (s0[k], s1[k]) for k in s0 if s0[k] != pytest.approx(s1[k], rel=1e-6, abs=1e-7)}
+    assert not different, different
+    scores = torch.cat([ranks[0]["scores"], ranks[1]["scores"]])
+    assert s0["ppo/mean_scores"] == pytest.approx(scores.mean().item(), rel=1e-6)
+    assert s0["ppo/std_scores"] == pytest.approx(scores.std().item(), rel=1e-5)
+    kl_dist = ranks[0]["kl_dist"]  # one KL per sample of both ranks
+    assert len(kl_dist) == 8 and s0["objective/kl"] == pytest.approx(kl_dist.mean().item(), rel=1e-5)
+    assert torch.equal(ranks[0]["kl_dist"], ranks[1]["kl_dist"])
 
     start = ValueHeadModel.from_pretrained(gpt2_dir).state_dict()
     p0, p1 = ranks[0]["params"], ranks[1]["params"]
     assert p0.keys() == p1.keys() == start.keys()
     assert all(torch.equal(p0[k], p1[k]) for k in p0)
     assert any(not torch.equal(p0[k], start[k]) for k in p0)
+
+
+@pytest.mark.slow
+def test_prompt_trainer_runs_as_two_processes_through_accelerate_launch(tmp_path):
+    """The tiny preset, 2 PPO steps, as two gloo processes: both ranks train one model, the main
+    process alone writes the run directory."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "promptrl", "train", "--preset", "tiny", "--output-dir", str(out),
+           "--set", "steps=2", "--set", "sft.enabled=false", "--set", "eval_ideas=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    import json
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "ppo/loss/total" in r] == [1, 2]
+    assert (out / "model").is_dir()

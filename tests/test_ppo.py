@@ -280,3 +280,27 @@ def test_ppo_learns_a_token_reward(make_tiny_lm, tmp_path):
     assert fractions[0] < 0.2, fractions
     assert np.mean(fractions[-5:]) > 0.8, fractions
     assert np.all(np.isfinite(kls)) and max(kls) < 50, kls
+
+
+@pytest.mark.slow
+def test_ppo_learns_a_token_reward_with_variable_response_lengths(make_tiny_lm, tmp_path):
+    """The same reward on responses cut to 2..8 tokens (queries 2..6), so every minibatch mixes
+    lengths and padding: the target-token fraction must still rise from ~0.125."""
+    path = make_tiny_lm(tmp_path / "lm", "gpt2", with_tokenizer=False, vocab_size=16)
+    torch.manual_seed(0)
+    model = ValueHeadModel.from_pretrained(path)
+    config = PPOConfig(batch_size=32, forward_batch_size=32, mini_batch_size=8, lr=1e-3)
+    trainer = PPOTrainer(model, None, None, config=config)
+    g = torch.Generator().manual_seed(0)
+    fractions = []
+    for _ in range(25):
+        q_lens = torch.randint(2, 7, (32,), generator=g).tolist()
+        r_lens = torch.randint(2, 9, (32,), generator=g).tolist()
+        queries = [torch.randint(0, 16, (n,), generator=g) for n in q_lens]
+        responses = [respond_to_batch(model, q[None], txt_len=n)[0] for q, n in zip(queries, r_lens)]
+        hits = [torch.isin(r, TARGET_TOKENS).float() for r in responses]
+        trainer.step(queries, responses, [h.sum() for h in hits])
+        fractions.append(torch.cat(hits).mean().item())
+
+    assert fractions[0] < 0.2, fractions
+    assert np.mean(fractions[-5:]) > 0.7, fractions

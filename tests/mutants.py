@@ -1,0 +1,402 @@
+"""Mutation testing of the PPO code: plant one bug at a time, check that the PPO tests notice.
+
+    python tests/mutants.py [--jobs 2] [--only NAME ...]      (or: make mutants)
+
+Each mutant replaces one exact snippet of `promptrl/ppo.py` or `promptrl/core.py` in a copy of
+the package (the working tree is never touched), then runs the fast PPO tests against the copy.
+A mutant the tests do not fail on "survives": either a test is missing, or the mutant does not
+change behaviour (an equivalent mutant, which belongs in EQUIVALENT with the reason).
+Exit status 1 when a non-equivalent mutant survives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ["tests/test_ppo_math.py", "tests/test_core.py", "tests/test_ppo.py"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    original: str
+    replacement: str
+
+
+def m(name: str, file: str, original: str, replacement: str) -> Mutant:
+    return Mutant(name, f"promptrl/{file}", original, replacement)
+
+
+MUTANTS = [
+    # rewards: the per-token KL penalty and where the score lands
+    m(
+        "kl sign flipped",
+        "ppo.py",
+        "kl = (logprobs - ref_logprobs) * mask",
+        "kl = (ref_logprobs - logprobs) * mask",
+    ),
+    m(
+        "penalty sign flipped",
+        "ppo.py",
+        "non_score = -self.kl_ctl.value * kl",
+        "non_score = self.kl_ctl.value * kl",
+    ),
+    m(
+        "score on the last column, not the last real token",
+        "ppo.py",
+        "last = mask.sum(1).long() - 1",
+        "last = torch.full_like(mask.sum(1).long(), mask.shape[1] - 1)",
+    ),
+    m(
+        "score on the first token",
+        "ppo.py",
+        "last = mask.sum(1).long() - 1",
+        "last = mask.sum(1).long() * 0",
+    ),
+    m(
+        "reference log-probs from the policy",
+        "ppo.py",
+        "ref_lp, _, _ = self._forward(self.ref_model, batch)",
+        "ref_lp, _, _ = self._forward(policy, batch)",
+    ),
+    # the losses
+    m(
+        "value clipping removed",
+        "ppo.py",
+        "vf_loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)",
+        "vf_loss = 0.5 * masked_mean(vf_losses1, mask)",
+    ),
+    m(
+        "min instead of max in the clipped objective",
+        "ppo.py",
+        "pg_loss = masked_mean(torch.max(pg_losses1, pg_losses2), mask)",
+        "pg_loss = masked_mean(torch.min(pg_losses1, pg_losses2), mask)",
+    ),
+    m(
+        "clip range ten times too wide",
+        "ppo.py",
+        "torch.clamp(ratio, 1.0 - cfg.cliprange, 1.0 + cfg.cliprange)",
+        "torch.clamp(ratio, 1.0 - 10 * cfg.cliprange, 1.0 + 10 * cfg.cliprange)",
+    ),
+    m(
+        "value clip range ignored",
+        "ppo.py",
+        "values - cfg.cliprange_value, values + cfg.cliprange_value",
+        "values - 1.0, values + 1.0",
+    ),
+    m(
+        "vf_coef ignored",
+        "ppo.py",
+        "loss = pg_loss + cfg.vf_coef * vf_loss",
+        "loss = pg_loss + vf_loss",
+    ),
+    m(
+        "ratio from the wrong difference",
+        "ppo.py",
+        "log_ratio = logprobs - old_logprobs",
+        "log_ratio = old_logprobs - logprobs",
+    ),
+    # advantages
+    m(
+        "advantages not whitened",
+        "ppo.py",
+        "advantages = whiten(advantages, mask, global_batch=True)",
+        "advantages = advantages",
+    ),
+    m("whiten_rewards ignored", "ppo.py", "if cfg.whiten_rewards:", "if False:"),
+    m(
+        "gamma and lam swapped",
+        "ppo.py",
+        "compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)",
+        "compute_advantages(values, rewards, mask, cfg.lam, cfg.gamma)",
+    ),
+    m(
+        "GAE without lambda",
+        "core.py",
+        "last_gae = (delta + gamma * lam * last_gae) * mask[:, t]",
+        "last_gae = (delta + gamma * last_gae) * mask[:, t]",
+    ),
+    m(
+        "GAE without gamma in the TD error",
+        "core.py",
+        "delta = rewards[:, t] + gamma * next_value - values[:, t]",
+        "delta = rewards[:, t] + next_value - values[:, t]",
+    ),
+    m(
+        "GAE: padding values leak",
+        "core.py",
+        "    values = values * mask\n    rewards = rewards * mask",
+        "    rewards = rewards * mask",
+    ),
+    m(
+        "returns without the values",
+        "core.py",
+        "returns = advantages + values",
+        "returns = advantages",
+    ),
+    m(
+        "whiten without scaling",
+        "core.py",
+        "out = (values - mean) * torch.rsqrt(var + 1e-8)",
+        "out = values - mean",
+    ),
+    m("whiten shift_mean inverted", "core.py", "if not shift_mean:", "if shift_mean:"),
+    m("whiten leaves padding", "core.py", "    return out * mask\n", "    return out\n"),
+    m("biased variance", "core.py", "return sq / (count - 1)", "return sq / count"),
+    # KL controllers
+    m(
+        "adaptive KL error unclipped",
+        "core.py",
+        "error = min(max(current_kl / self.target - 1, -0.2), 0.2)",
+        "error = current_kl / self.target - 1",
+    ),
+    m(
+        "adaptive KL moves the wrong way",
+        "core.py",
+        "self.value *= 1 + error * n_steps / self.horizon",
+        "self.value *= 1 - error * n_steps / self.horizon",
+    ),
+    m(
+        "KL controller sees one step",
+        "ppo.py",
+        "self.kl_ctl.update(global_kl, n * self.accelerator.num_processes)",
+        "self.kl_ctl.update(global_kl, 1)",
+    ),
+    m(
+        "KL controller fed the mean score",
+        "ppo.py",
+        "global_kl = self.accelerator.reduce(kl.sum(1).mean()",
+        "global_kl = self.accelerator.reduce(scores.mean()",
+    ),
+    # score scaling
+    m("score_clip ignored", "ppo.py", "if cfg.score_clip is not None:", "if False:"),
+    m(
+        "use_score_norm ignored",
+        "ppo.py",
+        "scores = (scores - mean) / std if cfg.use_score_norm else scores / std",
+        "scores = scores / std",
+    ),
+    m("use_score_scaling ignored", "ppo.py", "if cfg.use_score_scaling:", "if False:"),
+    m(
+        "score std floor removed",
+        "ppo.py",
+        "if std < SCORE_STD_MIN * max(1.0, abs(mean)):",
+        "if False:",
+    ),
+    m(
+        "running mean not weighted by count",
+        "core.py",
+        "self.mean += delta * n / tot_count",
+        "self.mean += delta",
+    ),
+    # minibatching, accumulation, early stopping, the ratio guard, clipping
+    m("gradients never zeroed", "ppo.py", "        self.optimizer.zero_grad()\n", "        pass\n"),
+    m(
+        "accumulated loss not scaled",
+        "ppo.py",
+        "self.accelerator.backward(loss * scale)",
+        "self.accelerator.backward(loss)",
+    ),
+    m(
+        "a short last group is not stepped",
+        "ppo.py",
+        "if trained:  # the group's last step",
+        "if trained and len(group) == gas:  # the group's last step",
+    ),
+    m("accumulation ignored", "ppo.py", "gas = cfg.gradient_accumulation_steps", "gas = 1"),
+    m(
+        "early stopping inverted",
+        "ppo.py",
+        "approxkl > 1.5 * cfg.target_kl",
+        "approxkl < 1.5 * cfg.target_kl",
+    ),
+    m(
+        "early stopping only at the end of an epoch",
+        "ppo.py",
+        "                    if stopped:\n                        break\n",
+        "",
+    ),
+    m(
+        "ratio guard inverted",
+        "ppo.py",
+        "ratio > cfg.ratio_threshold",
+        "ratio < cfg.ratio_threshold",
+    ),
+    m(
+        "skipped minibatch still trained",
+        "ppo.py",
+        '            return stats, "skip"',
+        "            pass",
+    ),
+    m(
+        "gradient clipping removed",
+        "ppo.py",
+        "self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)",
+        "pass",
+    ),
+    m(
+        "mini_batch_size ignored",
+        "ppo.py",
+        "mbs = min(self.config.mini_batch_size, len(perm))",
+        "mbs = len(perm)",
+    ),
+    m("group_by_length ignored", "ppo.py", "if self.config.group_by_length:", "if False:"),
+    m("forward_batch_size ignored", "ppo.py", "fbs = self.config.forward_batch_size", "fbs = n"),
+    m("one epoch only", "ppo.py", "for _ in range(cfg.ppo_epochs)]", "for _ in range(1)]"),
+    # forward pass: alignment, positions, temperature
+    m(
+        "temperature ignored",
+        "ppo.py",
+        "logits = logits / self.config.temperature",
+        "logits = logits",
+    ),
+    m(
+        "position ids dropped",
+        "ppo.py",
+        "position_ids=batch.position_ids,\n            logits_to_keep",
+        "position_ids=None,\n            logits_to_keep",
+    ),
+    m("logits shifted by one", "ppo.py", "logits = logits[:, :-1]", "logits = logits[:, 1:]"),
+    m(
+        "values shifted by one",
+        "ppo.py",
+        "values[:, start : start + batch.r_len]",
+        "values[:, start + 1 : start + 1 + batch.r_len]",
+    ),
+    # statistics
+    m(
+        "clipfrac counts the unclipped",
+        "ppo.py",
+        "(pg_losses2 > pg_losses1).float()",
+        "(pg_losses2 < pg_losses1).float()",
+    ),
+    m(
+        "approx KL without the half",
+        "ppo.py",
+        '"ppo/policy/approxkl": 0.5 * masked_mean',
+        '"ppo/policy/approxkl": masked_mean',
+    ),
+    m(
+        "entropy sign",
+        "core.py",
+        "return -(all_logprobs.exp() * all_logprobs).sum(-1)",
+        "return (all_logprobs.exp() * all_logprobs).sum(-1)",
+    ),
+    m(
+        "value-function clipfrac inverted",
+        "ppo.py",
+        "(vf_losses2 > vf_losses1).float()",
+        "(vf_losses2 < vf_losses1).float()",
+    ),
+    # validation before state moves
+    m(
+        "scores scaled before the inputs are checked",
+        "ppo.py",
+        "        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)\n",
+        "        self._scale_scores(_as_scores(scores))\n"
+        "        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)\n",
+    ),
+    m(
+        "position limit unchecked",
+        "ppo.py",
+        "if len(q) + len(r) > self.max_positions:",
+        "if False:",
+    ),
+]
+
+EQUIVALENT: dict[str, str] = {}
+"""Mutants that cannot change behaviour, with the reason (none so far)."""
+
+
+def run_one(mutant: Mutant, workdir: Path) -> tuple[Mutant, bool, float, str]:
+    """Apply `mutant` to a copy of the package in `workdir`; True if the tests failed (killed)."""
+    pkg = workdir / mutant.name.replace(" ", "_").replace(",", "")
+    shutil.copytree(
+        ROOT / "promptrl", pkg / "promptrl", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    path = pkg / mutant.file
+    source = path.read_text()
+    if source.count(mutant.original) != 1:
+        raise SystemExit(
+            f"mutant {mutant.name!r}: its snippet occurs {source.count(mutant.original)} times in {mutant.file}"
+        )
+    path.write_text(source.replace(mutant.original, mutant.replacement))
+    env = dict(os.environ, PYTHONPATH=str(pkg), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    # Run from the copy: `python -m` puts the working directory first on sys.path, so the
+    # mutated package is the one imported.
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--rootdir",
+        str(ROOT),
+        "-m",
+        "not slow",
+        *(str(ROOT / t) for t in TESTS),
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=pkg, env=env, capture_output=True, text=True, timeout=600)
+    failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    if proc.returncode not in (0, 1):  # 1: tests failed; anything else: the run itself broke
+        raise SystemExit(
+            f"mutant {mutant.name!r}: pytest exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+    return mutant, proc.returncode == 1, time.perf_counter() - start, (failed[0] if failed else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="run only the mutants with these names")
+    args = parser.parse_args()
+    chosen = [mu for mu in MUTANTS if not args.only or mu.name in args.only]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="promptrl-mutants-") as tmp:
+        baseline = Mutant("baseline", "promptrl/ppo.py", "class PPOTrainer:", "class PPOTrainer:")
+        if run_one(baseline, Path(tmp))[1]:
+            print("The PPO tests fail without any mutant: fix them first.")
+            return 1
+    survivors = []
+    with (
+        tempfile.TemporaryDirectory(prefix="promptrl-mutants-") as tmp,
+        ThreadPoolExecutor(args.jobs) as pool,
+    ):
+        for i, (mutant, killed, seconds, first_failure) in enumerate(
+            pool.map(lambda mu: run_one(mu, Path(tmp)), chosen), 1
+        ):
+            verdict = (
+                "killed" if killed else ("equivalent" if mutant.name in EQUIVALENT else "SURVIVED")
+            )
+            print(
+                f"[{i:2d}/{len(chosen)}] {verdict:10s} {seconds:5.1f}s  {mutant.name}  {first_failure[:90]}",
+                flush=True,
+            )
+            if not killed and mutant.name not in EQUIVALENT:
+                survivors.append(mutant.name)
+    killed = len(chosen) - len(survivors) - sum(mu.name in EQUIVALENT for mu in chosen)
+    print(
+        f"\n{killed} of {len(chosen)} mutants killed in {time.perf_counter() - start:.0f} s; "
+        f"{len(survivors)} survived" + (": " + "; ".join(survivors) if survivors else "")
+    )
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
