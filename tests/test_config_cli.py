@@ -35,7 +35,7 @@ def test_yaml_file_then_overrides(tmp_path):
         (["ppo.lrr=1"], "Unknown config key 'ppo.lrr'"),
         (["steps=many"], "expects int"),
         (["ppo=3"], "is a section"),
-        (["ppo.batch_size=0"], "batch_size=0"),
+        (["ppo.batch_size=0"], "'ppo.batch_size' must be at least 1, got 0"),
         (["generation.template=no placeholder"], "{idea}"),
         (["novalue"], "key=value"),
     ],
