@@ -18,7 +18,7 @@ $(VENV)/.chromium: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(OFFLINE) $(VENV)/bin/promptrl train --preset tiny --output-dir runs/tiny-demo
+	$(OFFLINE) $(VENV)/bin/promptrl train --preset tiny --output-dir runs/tiny-demo --overwrite
 
 test: $(VENV)/.installed $(VENV)/.chromium
 	$(OFFLINE) $(PY) -m pytest -q -p no:cacheprovider --timeout 900
