@@ -128,12 +128,7 @@ class PPOTrainer:
         self.vocab_size = model.vocab_size
         self.max_positions = model.max_positions
         if optimizer is None:
-            optimizer = torch.optim.AdamW(
-                [p for p in model.parameters() if p.requires_grad],
-                lr=self.config.lr,
-                eps=self.config.adam_eps,
-                weight_decay=self.config.weight_decay,
-            )
+            optimizer = _adamw([p for p in model.parameters() if p.requires_grad], self.config)
         model.train()
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         if ref_model is None and not model.is_peft_model:
@@ -190,27 +185,29 @@ class PPOTrainer:
 
         The logit at column t predicts the token at t+1, so the response's predictions start
         one column before it; the value of a response token is that of the state before it.
-        Only those `r_len + 1` columns go through the LM head.
+        The last column predicts nothing PPO uses, so it is not fed at all, and only the last
+        `r_len` columns of what is fed go through the LM head.
         """
         logits, _, values = model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            logits_to_keep=batch.r_len + 1,
+            input_ids=batch.input_ids[:, :-1],
+            attention_mask=batch.attention_mask[:, :-1],
+            position_ids=batch.position_ids[:, :-1],
+            logits_to_keep=batch.r_len,
         )
-        logits = logits[:, :-1]
         if self.config.temperature != 1.0:
             logits = logits / self.config.temperature
         all_logprobs = F.log_softmax(logits, dim=-1)
         logprobs = torch.gather(all_logprobs, -1, batch.input_ids[:, batch.q_len :, None]).squeeze(-1)
-        start = batch.q_len - 1
-        return logprobs, values[:, start : start + batch.r_len], all_logprobs
+        return logprobs, values[:, -batch.r_len :], all_logprobs
 
     @torch.no_grad()
     def _rollout_pass(self, queries, responses):
-        """Old log-probs, reference log-probs and values, `[batch, max_response_len]` each.
+        """Old log-probs, reference log-probs, values, the policy's entropy and the mask,
+        `[batch, max_response_len]` each.
 
-        Forward chunks group samples of similar length so padding stays short.
+        Forward chunks group samples of similar length so padding stays short. The entropy
+        (a statistic) is taken here, once per step, not in every training minibatch: it is a
+        pass over `[n, r_len, vocab]` and the training passes have enough of those.
         """
         n = len(queries)
         r_max = max(len(r) for r in responses)
@@ -218,6 +215,7 @@ class PPOTrainer:
         logprobs = torch.zeros(n, r_max, device=device)
         ref_logprobs = torch.zeros(n, r_max, device=device)
         values = torch.zeros(n, r_max, device=device)
+        entropy = torch.zeros(n, r_max, device=device)
         mask = torch.zeros(n, r_max, device=device)
         order = sorted(range(n), key=lambda i: (len(queries[i]) + len(responses[i]), len(responses[i])))
         policy = self.policy
@@ -227,7 +225,7 @@ class PPOTrainer:
             batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
             r = batch.r_len
             with self.accelerator.autocast():
-                lp, v, _ = self._forward(policy, batch)
+                lp, v, all_lp = self._forward(policy, batch)
                 if self.ref_model is not None:
                     ref_lp, _, _ = self._forward(self.ref_model, batch)
                 else:
@@ -237,8 +235,9 @@ class PPOTrainer:
             logprobs[index, :r] = lp * batch.response_mask
             ref_logprobs[index, :r] = ref_lp * batch.response_mask
             values[index, :r] = v * batch.response_mask
+            entropy[index, :r] = entropy_from_logprobs(all_lp) * batch.response_mask
             mask[index, :r] = batch.response_mask
-        return logprobs, ref_logprobs, values, mask
+        return logprobs, ref_logprobs, values, entropy, mask
 
     # -- rewards ---------------------------------------------------------------------------
     def _scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
@@ -266,12 +265,8 @@ class PPOTrainer:
         return rewards, non_score, kl
 
     # -- the loss ----------------------------------------------------------------------------
-    def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, all_logprobs, mask):
-        """Clipped PPO policy loss plus `vf_coef` x clipped value loss.
-
-        All `[n, r_len]` except `all_logprobs`, the log-softmax `[n, r_len, vocab]` (for the
-        entropy statistic).
-        """
+    def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, mask):
+        """Clipped PPO policy loss plus `vf_coef` x clipped value loss. All `[n, r_len]`."""
         cfg = self.config
         vpred_clipped = clip_by_value(vpreds, values - cfg.cliprange_value, values + cfg.cliprange_value)
         vf_losses1 = (vpreds - returns) ** 2
@@ -288,7 +283,6 @@ class PPOTrainer:
                 "ppo/loss/policy": pg_loss,
                 "ppo/loss/value": vf_loss,
                 "ppo/loss/total": loss,
-                "ppo/policy/entropy": masked_mean(entropy_from_logprobs(all_logprobs), mask),
                 "ppo/policy/approxkl": 0.5 * masked_mean(log_ratio**2, mask),
                 "ppo/policy/policykl": masked_mean(-log_ratio, mask),
                 "ppo/policy/clipfrac": masked_mean((pg_losses2 > pg_losses1).float(), mask),
@@ -318,7 +312,7 @@ class PPOTrainer:
         n = len(queries)
 
         t0 = time.perf_counter()
-        old_logprobs, ref_logprobs, values, mask = self._rollout_pass(queries, responses)
+        old_logprobs, ref_logprobs, values, entropy, mask = self._rollout_pass(queries, responses)
         t_forward = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -365,7 +359,8 @@ class PPOTrainer:
         self.minibatch_stats = [
             dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
         ]
-        stats = self._batch_stats(raw_scores, old_logprobs, ref_logprobs, values, mask, kl, non_score, advantages, returns)
+        stats = self._batch_stats(raw_scores, old_logprobs, ref_logprobs, values, entropy, mask, kl, non_score,
+                                  advantages, returns)
         stats.update({k: v.mean().item() if not k.endswith("max_dev") else v.max().item() for k, v in train_stats.items()})
         stats["ppo/epochs"] = epochs_done
         stats["ppo/early_stopped"] = float(stopped)
@@ -424,10 +419,10 @@ class PPOTrainer:
         rows = torch.tensor(idx, device=old_logprobs.device)
         mask = batch.response_mask
         with self.accelerator.autocast():
-            logprobs, vpreds, all_logprobs = self._forward(self.model, batch)
+            logprobs, vpreds, _ = self._forward(self.model, batch)
         loss, stats = self.loss(
             old_logprobs[rows, :r], values[rows, :r], advantages[rows, :r], returns[rows, :r],
-            logprobs, vpreds, all_logprobs, mask,
+            logprobs, vpreds, mask,
         )
         stats["ppo/tokens"] = mask.sum()
         approxkl, ratio = self._global_mean(
@@ -466,7 +461,8 @@ class PPOTrainer:
         return {k: out[k] for k in keys}
 
     @torch.no_grad()
-    def _batch_stats(self, scores, logprobs, ref_logprobs, values, mask, kl, non_score, advantages, returns) -> dict:
+    def _batch_stats(self, scores, logprobs, ref_logprobs, values, entropy, mask, kl, non_score, advantages,
+                     returns) -> dict:
         gather = self.accelerator.gather
         kl_per_seq = gather(kl.sum(1))
         scores = gather(scores.to(kl.device))
@@ -483,6 +479,7 @@ class PPOTrainer:
             "objective/logprobs": token_mean(logprobs),
             "objective/ref_logprobs": token_mean(ref_logprobs),
             "objective/entropy": gather((-logprobs * mask).sum(1)).mean(),
+            "ppo/policy/entropy": token_mean(entropy),
             "ppo/mean_non_score_reward": gather(non_score.sum(1)).mean(),
             "ppo/mean_scores": scores.mean(),
             "ppo/std_scores": scores.std() if len(scores) > 1 else torch.zeros(()),
@@ -518,6 +515,16 @@ class PPOTrainer:
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.score_moments.load_state_dict(state["score_moments"])
         self.current_step = int(state["current_step"])
+
+
+def _adamw(params: list[torch.nn.Parameter], config: PPOConfig) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel per step where torch has one for the parameters' device
+    (CUDA; CPU since torch 2.4): about 3x faster than the per-tensor loop, the CPU default."""
+    kwargs = dict(lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # an older torch, or a device without the fused kernel
+        return torch.optim.AdamW(params, **kwargs)
 
 
 def _pad_id(tokenizer, model) -> int:

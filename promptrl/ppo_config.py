@@ -37,10 +37,11 @@ class PPOConfig:
     """Samples per gradient step; capped at `batch_size`."""
     ppo_epochs: int = 4
     """Passes over the shuffled batch per `step`."""
-    group_by_length: bool = False
+    group_by_length: bool = True
     """Put samples of similar length in the same minibatch (in random minibatch order): less
-    padding, so faster steps when response lengths vary; each minibatch is then no longer a
-    uniform random sample, and its token-mean loss weighs short responses' tokens more."""
+    padding, so faster steps when response lengths vary (trl 0.11 padded every minibatch to
+    the batch's longest sample). Each minibatch is then no longer a uniform random sample, and
+    its token-mean loss weighs short responses' tokens more; False: uniform minibatches."""
     gradient_accumulation_steps: int = 1
     """Minibatches whose gradients are averaged into one optimizer step. An epoch whose
     minibatch count is not a multiple steps on its last, smaller group: gradients never carry

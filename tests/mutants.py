@@ -264,15 +264,20 @@ MUTANTS = [
     m(
         "position ids dropped",
         "ppo.py",
-        "position_ids=batch.position_ids,\n            logits_to_keep",
-        "position_ids=None,\n            logits_to_keep",
+        "position_ids=batch.position_ids[:, :-1],",
+        "position_ids=None,",
     ),
-    m("logits shifted by one", "ppo.py", "logits = logits[:, :-1]", "logits = logits[:, 1:]"),
+    m(
+        "log-probs of the token each position sees, not the next one",
+        "ppo.py",
+        "batch.input_ids[:, batch.q_len :, None]",
+        "batch.input_ids[:, batch.q_len - 1 : -1, None]",
+    ),
     m(
         "values shifted by one",
         "ppo.py",
-        "values[:, start : start + batch.r_len]",
-        "values[:, start + 1 : start + 1 + batch.r_len]",
+        "values[:, -batch.r_len :]",
+        "values[:, -batch.r_len - 1 : -1]",
     ),
     # statistics
     m(

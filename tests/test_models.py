@@ -65,6 +65,41 @@ def test_dropout_is_off_even_in_train_mode(lm_dir):
     assert torch.equal(a.values, b.values)
 
 
+def test_tanh_gelus_run_fused_with_the_same_outputs_and_gradients(lm_dir):
+    """GPT-2's gelu_new and BLOOM's BloomGelu become one fused kernel: same logits and
+    gradients as the stock model, to float rounding."""
+    from transformers import AutoModelForCausalLM
+
+    from promptrl.models import TanhGELU, _tanh_gelu_classes
+
+    x = torch.linspace(-6, 6, 1201, requires_grad=True)
+    for slow in _tanh_gelu_classes():  # where exact GELU and its tanh approximation differ most
+        expected = torch.autograd.grad(slow()(x).sum(), x)[0]
+        got = torch.autograd.grad(TanhGELU()(x).sum(), x)[0]
+        torch.testing.assert_close(TanhGELU()(x), slow()(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+    stock = AutoModelForCausalLM.from_pretrained(lm_dir)
+    model = ValueHeadModel.from_pretrained(lm_dir)
+    stock.load_state_dict(model.pretrained_model.state_dict())
+    stock.config.use_cache = False
+    for m in stock.modules():  # match ValueHeadModel's dropout-free forward
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    assert not any(isinstance(m, _tanh_gelu_classes()) for m in model.modules())
+    assert sum(isinstance(m, TanhGELU) for m in model.modules()) == 2  # one per layer
+    assert sum(isinstance(m, _tanh_gelu_classes()) for m in stock.modules()) == 2
+    ids, mask = _inputs(model.vocab_size)
+    stock_logits = stock(input_ids=ids, attention_mask=mask).logits
+    fused_logits = model(ids, attention_mask=mask).logits
+    torch.testing.assert_close(fused_logits, stock_logits, rtol=0, atol=1e-5)
+    stock_logits.logsumexp(-1).sum().backward()
+    fused_logits.logsumexp(-1).sum().backward()
+    stock_grads = dict(stock.named_parameters())
+    for name, p in model.pretrained_model.named_parameters():
+        torch.testing.assert_close(p.grad, stock_grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_logits_to_keep_returns_the_last_positions(lm_dir):
     model = ValueHeadModel.from_pretrained(lm_dir)
     ids, mask = _inputs(model.vocab_size)

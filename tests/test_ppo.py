@@ -127,7 +127,7 @@ def test_rollout_logprobs_match_each_sample_alone(arch, temperature, request):
     queries, responses, _ = varied_batch(8)
     config = PPOConfig(batch_size=8, forward_batch_size=8, temperature=temperature)
     trainer = PPOTrainer(model, None, None, config=config)
-    logprobs, _, values, mask = trainer._rollout_pass(queries, responses)
+    logprobs, _, values, _, mask = trainer._rollout_pass(queries, responses)
 
     with torch.no_grad():
         for i, (q, r) in enumerate(zip(queries, responses)):

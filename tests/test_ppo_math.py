@@ -68,11 +68,8 @@ def test_clipped_policy_and_value_losses_by_hand(gpt2_dir):
     values = torch.zeros(1, 3)
     vpreds = torch.tensor([[0.5, -0.1, 0.3]])
     returns = torch.ones(1, 3)
-    all_logprobs = torch.full((1, 3, 4), -math.log(4))  # uniform over 4 tokens: entropy ln 4
     mask = torch.ones(1, 3)
-    loss, stats = trainer.loss(
-        old_logprobs, values, advantages, returns, logprobs, vpreds, all_logprobs, mask
-    )
+    loss, stats = trainer.loss(old_logprobs, values, advantages, returns, logprobs, vpreds, mask)
 
     # policy: -A*r = [-1.5, 0.5, -2]; -A*clip(r, 0.8, 1.2) = [-1.2, 0.8, -2]; max = [-1.2, 0.8, -2]
     assert stats["ppo/loss/policy"].item() == pytest.approx(-0.8, abs=1e-6)  # -2.4 / 3
@@ -91,7 +88,6 @@ def test_clipped_policy_and_value_losses_by_hand(gpt2_dir):
     assert stats["ppo/policy/policykl"].item() == pytest.approx(
         -(math.log(1.5) + math.log(0.5)) / 3, abs=1e-6
     )
-    assert stats["ppo/policy/entropy"].item() == pytest.approx(math.log(4), abs=1e-6)
     assert stats["ppo/policy/ratio"].item() == pytest.approx(1.0, abs=1e-6)
     assert stats["ppo/policy/ratio_max_dev"].item() == pytest.approx(0.5, abs=1e-6)
 
@@ -105,12 +101,31 @@ def test_losses_ignore_padded_tokens(gpt2_dir):
         torch.tensor([[1.0, 50.0]]),
         torch.tensor([[0.1, 3.0]]),
         torch.tensor([[0.2, 9.0]]),
-        torch.full((1, 2, 4), -math.log(4)),
     ]
     _, padded = trainer.loss(*args, torch.tensor([[1.0, 0.0]]))
     _, alone = trainer.loss(*[a[:, :1] for a in args], torch.ones(1, 1))
     for key in ("ppo/loss/policy", "ppo/loss/value", "ppo/policy/clipfrac", "ppo/val/vpred"):
         assert padded[key].item() == pytest.approx(alone[key].item(), abs=1e-6), key
+
+
+def test_entropy_is_the_policys_token_mean_over_real_tokens_at_the_rollout(gpt2_dir):
+    """`ppo/policy/entropy`: the full next-token distribution's entropy at each real response
+    token, averaged over all of them, computed once per step before any update."""
+    trainer = trainer_for(gpt2_dir, batch_size=3, ppo_epochs=1, mini_batch_size=3)
+    g = torch.Generator().manual_seed(3)
+    queries = [torch.randint(0, VOCAB - 2, (n,), generator=g) for n in (3, 2, 4)]
+    responses = [torch.randint(0, VOCAB - 2, (n,), generator=g) for n in (2, 4, 3)]
+    model = trainer.policy
+    entropies = []
+    with torch.no_grad():
+        for q, r in zip(queries, responses):  # each sample alone: no padding at all
+            logits = model(torch.cat([q, r])[None]).logits[0, len(q) - 1 : -1]
+            logp = logits.log_softmax(-1)
+            entropies.append(-(logp.exp() * logp).sum(-1))
+    expected = torch.cat(entropies).mean().item()  # 9 real tokens
+    stats = trainer.step(queries, responses, [1.0, 0.0, -1.0])
+    assert stats["ppo/policy/entropy"] == pytest.approx(expected, abs=1e-5)
+    assert 0 < expected < math.log(VOCAB)
 
 
 # -- score scaling ---------------------------------------------------------------------------
@@ -243,7 +258,8 @@ def test_gradient_accumulation_equals_one_bigger_minibatch(gpt2_dir):
             model,
             None,
             None,
-            config=PPOConfig(batch_size=6, ppo_epochs=2, **config),
+            # Uniform minibatches: length grouping draws the order of 2 or 3 chunks afresh.
+            config=PPOConfig(batch_size=6, ppo_epochs=2, group_by_length=False, **config),
             optimizer=optimizer,
         )
         steps = count_optimizer_steps(trainer)

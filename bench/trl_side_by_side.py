@@ -1,0 +1,85 @@
+"""Seconds per PPO step: promptrl's `PPOTrainer.step` against trl 0.11.4's, both at defaults.
+
+    python bench/trl_side_by_side.py [--trl-python /tmp/trl-venv/bin/python] [--steps 7] [--warmup 2]
+
+trl 0.11.4 is the last trl with `PPOTrainer.step(queries, responses, scores)`; it needs an older
+transformers than promptrl, so it runs under its own interpreter (build it with the recipe in
+the README's Benchmarks section). Each implementation runs in a worker process
+(`ppo_worker.py`) on the shapes of `ppo_shapes.py` with one torch thread; the workers step in
+alternating order, one at a time, and the median of each one's process CPU time per step is
+compared (CPU time, because wall time on a shared 2-core machine says more about the
+neighbours than about the code). Without the trl interpreter it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TRL_PYTHON = os.environ.get("TRL_PYTHON", "/tmp/trl-venv/bin/python")
+
+
+class Worker:
+    def __init__(self, python: str, impl: str, case: str, threads: int):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+        self.proc = subprocess.Popen(
+            [python, str(HERE / "ppo_worker.py"), "--impl", impl, "--case", case, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"the {impl} worker ({python}) did not start; run it by hand to see why")
+
+    def step(self) -> float:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline().split()[0])
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def trl_available(python: str) -> bool:
+    if not Path(python).exists():
+        return False
+    check = subprocess.run([python, "-c", "import trl; assert trl.__version__ == '0.11.4'"], capture_output=True)
+    return check.returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trl-python", default=DEFAULT_TRL_PYTHON, help="interpreter with trl 0.11.4 (env TRL_PYTHON)")
+    parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation and case")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--cases", nargs="+", default=["fixed", "varied"], choices=["fixed", "varied"])
+    args = parser.parse_args()
+    if not trl_available(args.trl_python):
+        print(f"skipped: no trl 0.11.4 at {args.trl_python} (see the README's Benchmarks section to build it)")
+        return
+    print(f"promptrl ({sys.executable}) vs trl 0.11.4 ({args.trl_python}), defaults, {args.threads} thread(s), "
+          f"median CPU seconds of {args.steps} steps after {args.warmup} warm-up, alternating")
+    for case in args.cases:
+        workers = {"promptrl": Worker(sys.executable, "promptrl", case, args.threads),
+                   "trl": Worker(args.trl_python, "trl", case, args.threads)}
+        times = {name: [] for name in workers}
+        for i in range(args.warmup + args.steps):
+            order = list(workers) if i % 2 == 0 else list(reversed(workers))
+            for name in order:
+                seconds = workers[name].step()
+                if i >= args.warmup:
+                    times[name].append(seconds)
+        for worker in workers.values():
+            worker.close()
+        ours, theirs = (statistics.median(times[name]) for name in ("promptrl", "trl"))
+        print(f"{case:>6}: promptrl {ours:.3f} s/step | trl 0.11.4 {theirs:.3f} s/step | ratio {ours / theirs:.2f}")
+
+
+if __name__ == "__main__":
+    main()
