@@ -7,8 +7,12 @@ loss. Two cases:
 
 - fixed: every query 8 tokens, every response 32 tokens;
 - varied: responses of 4..32 tokens; the plain loop pads every response to 32. promptrl pads
-  each forward chunk and minibatch to its own longest sample; random minibatches of 16 still
-  hold a ~30-token response, so the training passes gain much only with `group_by_length`.
+  each forward chunk and minibatch to its own longest sample and, by default
+  (`group_by_length`), puts samples of similar length in one minibatch; uniform random
+  minibatches of 16 (`group_by_length=False`) still hold a ~30-token response.
+
+The shapes and data are `ppo_shapes.py`'s, shared with `trl_side_by_side.py` (promptrl beside
+trl 0.11.4).
 
 Usage: python bench/ppo_step.py [--steps 5] [--warmup 2] [--forward-batch-size 16] [--clock cpu --threads 1]
 
@@ -22,40 +26,34 @@ import argparse
 import copy
 import os
 import statistics
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
 from promptrl.core import compute_advantages, masked_mean, whiten
 
-VOCAB, HIDDEN, LAYERS, HEADS = 1000, 128, 2, 4
-BATCH, QUERY_LEN, RESPONSE_LEN = 64, 8, 32
-EPOCHS, MINIBATCH = 4, 16
-PAD_ID = 0
-
-
-def tiny_gpt2(seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS,
-        bos_token_id=1, eos_token_id=1, pad_token_id=PAD_ID,
-        attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0,
-    )
-    return GPT2LMHeadModel(config)
-
-
-def make_data(varied: bool, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    queries = [torch.randint(2, VOCAB, (QUERY_LEN,), generator=g) for _ in range(BATCH)]
-    lengths = torch.randint(4, RESPONSE_LEN + 1, (BATCH,), generator=g) if varied else torch.full((BATCH,), RESPONSE_LEN)
-    responses = [torch.randint(2, VOCAB, (int(n),), generator=g) for n in lengths]
-    scores = torch.randn(BATCH, generator=g)
-    return queries, responses, scores
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ppo_shapes import (  # noqa: E402
+    BATCH,
+    EPOCHS,
+    HEADS,
+    HIDDEN,
+    LAYERS,
+    MINIBATCH,
+    PAD_ID,
+    QUERY_LEN,
+    RESPONSE_LEN,
+    VOCAB,
+    make_data,
+    tiny_gpt2,
+)
 
 
 class PlainPPO:
@@ -141,7 +139,7 @@ def main() -> None:
     cases = [
         ("fixed", "promptrl", config),
         ("varied", "promptrl", config),
-        ("varied", "promptrl group_by_length", replace(config, group_by_length=True)),
+        ("varied", "promptrl group_by_length=False", replace(config, group_by_length=False)),
     ]
     for case, name, cfg in cases:
         data = make_data(varied=case == "varied")

@@ -1,11 +1,16 @@
 """One PPO implementation on the bench shapes, stepping on command (for `trl_side_by_side.py`).
 
-    python bench/ppo_worker.py --impl promptrl|trl --case fixed|varied [--threads 1]
+    python bench/ppo_worker.py --impl promptrl|promptrl-recorded|trl --case fixed|varied [--threads 1]
 
 Builds the tiny GPT-2 and the batch of `ppo_shapes.py`, prints `ready`, then for every `step`
 line on stdin runs one `PPOTrainer.step(queries, responses, scores)` at the implementation's
 default settings and prints `<cpu seconds> <wall seconds>`. Runs under promptrl's venv or under
 trl 0.11.4's (it imports only what its `--impl` needs).
+
+`promptrl-recorded` passes the step what `PromptTrainer` passes it: the policy's log-probs,
+values and entropies as recorded while sampling (`PromptGenerator(..., record=True)`), so the
+step skips its own pass over the policy. Here they are computed before each timed step with
+the current weights (untimed), standing in for the sampling that produces them in training.
 """
 
 from __future__ import annotations
@@ -21,11 +26,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ppo_shapes import BATCH, EPOCHS, MINIBATCH, PAD_ID, VOCAB, make_data, tiny_gpt2  # noqa: E402
 
 
-def promptrl_step():
+def promptrl_step(recorded: bool = False):
     from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
+    from promptrl.ppo import PolicyRecord
 
     config = PPOConfig(batch_size=BATCH, mini_batch_size=MINIBATCH, ppo_epochs=EPOCHS)
-    return PPOTrainer(ValueHeadModel(tiny_gpt2()), None, None, config=config).step
+    trainer = PPOTrainer(ValueHeadModel(tiny_gpt2()), None, None, config=config)
+    if not recorded:
+        return trainer.step
+
+    def record(queries, responses):
+        rollout = trainer.rollout_pass(queries, responses)
+        rows = [(rollout.logprobs[i, :n], rollout.values[i, :n], rollout.entropy[i, :n])
+                for i, n in enumerate(len(r) for r in responses)]
+        return PolicyRecord(*(list(column) for column in zip(*rows)))
+
+    return trainer.step, record
 
 
 def trl_step():
@@ -46,20 +62,25 @@ def trl_step():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", choices=["promptrl", "trl"], required=True)
+    parser.add_argument("--impl", choices=["promptrl", "promptrl-recorded", "trl"], required=True)
     parser.add_argument("--case", choices=["fixed", "varied"], required=True)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    step = promptrl_step() if args.impl == "promptrl" else trl_step()
+    record = None
+    if args.impl == "promptrl-recorded":
+        step, record = promptrl_step(recorded=True)
+    else:
+        step = promptrl_step() if args.impl == "promptrl" else trl_step()
     queries, responses, scores = make_data(varied=args.case == "varied")
     scores = list(scores)
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
             break
+        extra = () if record is None else (record(queries, responses),)
         cpu, wall = time.process_time(), time.perf_counter()
-        step(queries, responses, scores)
+        step(queries, responses, scores, *extra)
         print(f"{time.process_time() - cpu:.6f} {time.perf_counter() - wall:.6f}", flush=True)
 
 

@@ -4,7 +4,10 @@
 
 Both sample the same number of new tokens from the same left-padded batch (the plain call is
 given the same GenerationConfig); the difference is promptrl's work around it: templating,
-tokenising, cutting responses at the stop token and decoding. Goal: within 5%.
+tokenising, cutting responses at the stop token and decoding. Goal: within 5%. A third row,
+`record=True`, also records each token's log-prob, entropy and value for PPO (what training
+does, so that the PPO step can skip its own pass over the policy): its cost is a log-softmax
+over the vocabulary and a value-head product per sampled token.
 """
 
 from __future__ import annotations
@@ -46,15 +49,20 @@ def main() -> None:
     def ours():
         generator(ideas, min_new_tokens=args.max_new_tokens)
 
+    def recording():
+        generator(ideas, record=True, min_new_tokens=args.max_new_tokens)
+
     def plain():
         tokenizer.padding_side = "left"
         enc = tokenizer(generator.queries(ideas), return_tensors="pt", padding=True).to(device)
         model.pretrained_model.generate(**enc, generation_config=gen_config)
 
-    times = {"promptrl": [], "plain generate": []}
-    ours(), plain()  # warm-up
-    for _ in range(args.repeats):  # alternate so load changes hit both alike
-        for name, fn in (("promptrl", ours), ("plain generate", plain)):
+    runs = (("promptrl", ours), ("record=True", recording), ("plain generate", plain))
+    times = {name: [] for name, _ in runs}
+    for _, fn in runs:  # warm-up
+        fn()
+    for _ in range(args.repeats):  # alternate so load changes hit all alike
+        for name, fn in runs:
             torch.manual_seed(0)
             t0 = time.perf_counter()
             fn()
@@ -66,6 +74,7 @@ def main() -> None:
     for name, t in med.items():
         print(f"  {name:15s} {t:.4f} s")
     print(f"  ratio promptrl / plain = {med['promptrl'] / med['plain generate']:.3f}")
+    print(f"  ratio record=True / plain = {med['record=True'] / med['plain generate']:.3f}")
 
 
 if __name__ == "__main__":

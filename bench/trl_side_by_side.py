@@ -9,6 +9,10 @@ the README's Benchmarks section). Each implementation runs in a worker process
 alternating order, one at a time, and the median of each one's process CPU time per step is
 compared (CPU time, because wall time on a shared 2-core machine says more about the
 neighbours than about the code). Without the trl interpreter it says so and exits 0.
+
+A third worker, `promptrl recorded`, is the step as `PromptTrainer` calls it: given the
+policy's log-probs, values and entropies recorded while sampling, it skips its own no-grad pass
+over the policy (`bench/rollout.py` measures what recording costs the sampling).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def main() -> None:
           f"median CPU seconds of {args.steps} steps after {args.warmup} warm-up, alternating")
     for case in args.cases:
         workers = {"promptrl": Worker(sys.executable, "promptrl", case, args.threads),
+                   "promptrl recorded": Worker(sys.executable, "promptrl-recorded", case, args.threads),
                    "trl": Worker(args.trl_python, "trl", case, args.threads)}
         times = {name: [] for name in workers}
         for i in range(args.warmup + args.steps):
@@ -77,8 +82,11 @@ def main() -> None:
                     times[name].append(seconds)
         for worker in workers.values():
             worker.close()
-        ours, theirs = (statistics.median(times[name]) for name in ("promptrl", "trl"))
-        print(f"{case:>6}: promptrl {ours:.3f} s/step | trl 0.11.4 {theirs:.3f} s/step | ratio {ours / theirs:.2f}")
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        theirs = medians["trl"]
+        ratios = " | ".join(f"{name} {medians[name]:.3f} s/step, ratio {medians[name] / theirs:.2f}"
+                            for name in ("promptrl", "promptrl recorded"))
+        print(f"{case:>6}: trl 0.11.4 {theirs:.3f} s/step | {ratios}")
 
 
 if __name__ == "__main__":

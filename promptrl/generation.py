@@ -6,7 +6,9 @@ sampled tokens per query.
 
 Log-probabilities in PPO assume sampling from the full softmax at the configured temperature:
 top-k / top-p truncation makes the sampled tokens' KL estimate biased (it can turn negative),
-so the defaults keep both off.
+so the defaults keep both off. Then `PromptGenerator(..., record=True)` can also record what
+PPO's no-grad pass over the policy would compute (each token's log-prob, entropy and value) as
+it samples, and the PPO step skips that pass.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import torch.nn.functional as F
 from transformers import GenerationConfig
 
 from . import checks
+from .core import entropy_from_logprobs
+from .models import cache_argument, output_cache
+from .ppo_batch import PolicyRecord
 
 
 @dataclass
@@ -60,6 +65,8 @@ class Rollout:
     prompts: list[str]
     """Decoded responses: stripped, cut at the first newline."""
     stats: dict = field(default_factory=dict)
+    recorded: PolicyRecord | None = None
+    """With `record=True`: the policy's log-prob, entropy and value at each response token."""
 
 
 def newline_token_ids(tokenizer) -> list[int]:
@@ -109,32 +116,105 @@ class PromptGenerator:
         return [self.config.template.format(idea=idea) for idea in ideas]
 
     @torch.no_grad()
-    def __call__(self, ideas: list[str], **overrides) -> Rollout:
-        """Sample one prompt per idea. `overrides` replace generation settings for this call."""
+    def __call__(self, ideas: list[str], record: bool = False, **overrides) -> Rollout:
+        """Sample one prompt per idea. `overrides` replace generation settings for this call.
+
+        `record=True` (a `ValueHeadModel` policy, full-softmax sampling) also records the
+        policy's log-prob, entropy and value at each response token in `Rollout.recorded`.
+        """
         if not ideas:
             raise ValueError("ideas is empty; pass at least one idea.")
+        config = self.generation_config(**overrides)
         device = next(self.model.parameters()).device
         self.tokenizer.padding_side = "left"
         enc = self.tokenizer(self.queries(ideas), return_tensors="pt", padding=True).to(device)
-        out = self.model.generate(
-            input_ids=enc.input_ids,
-            attention_mask=enc.attention_mask,
-            generation_config=self.generation_config(**overrides),
-        )
+        recorder = SamplingRecorder(self.model, config) if record else None
+        try:
+            out = self.model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, generation_config=config)
+        finally:
+            if recorder is not None:
+                recorder.remove()
         q_len = enc.input_ids.shape[1]
         queries = [row[mask.bool()].cpu() for row, mask in zip(enc.input_ids, enc.attention_mask)]
         responses = [cut_at_stop(row, self.stop_ids).cpu() for row in out[:, q_len:]]
+        recorded = recorder.result(out[:, q_len:], responses) if recorder is not None else None
         prompts = [self.decode(r) for r in responses]
         lengths = torch.tensor([len(r) for r in responses], dtype=torch.float)
         stats = {
             "rollout/response_len_mean": lengths.mean().item(),
             "rollout/hit_max_tokens": (lengths >= self.config.max_new_tokens).float().mean().item(),
         }
-        return Rollout(list(ideas), queries, responses, prompts, stats)
+        return Rollout(list(ideas), queries, responses, prompts, stats, recorded)
 
     def decode(self, response: torch.Tensor) -> str:
         text = self.tokenizer.decode(response, skip_special_tokens=True)
         return text.split("\n")[0].strip()
+
+
+class SamplingRecorder:
+    """Hooks on a `ValueHeadModel`'s LM that record, while `generate` samples, what PPO's no-grad
+    pass over the policy would compute: each sampled token's log-prob and the entropy of its
+    distribution (full softmax at the sampling temperature), and the value of the state before it.
+
+    Every forward of the sampling loop feeds the token sampled last (the LM's pre-hook sees it:
+    the previous step's log-softmax is then read at that token), hands the last position's
+    hidden state to the LM head (its pre-hook applies the value head) and gets its logits back
+    (its hook takes the log-softmax). The last token's log-prob is read from the output.
+    """
+
+    def __init__(self, model, config: GenerationConfig):
+        if not hasattr(model, "v_head"):
+            raise ValueError("record=True needs a ValueHeadModel policy (its value head gives the values).")
+        if (config.top_k or 0) > 0 or (config.top_p or 1.0) < 1.0:
+            raise ValueError(
+                f"record=True records full-softmax log-probs, but top_k={config.top_k} / top_p={config.top_p} "
+                "truncate the distribution; set top_k=0 and top_p=1.0 or record nothing."
+            )
+        lm = model.pretrained_model
+        lm = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        head = lm.get_output_embeddings()
+        self.v_head, self.temperature = model.v_head, config.temperature or 1.0
+        self.logprobs, self.entropy, self.values = [], [], []
+        self.pending: torch.Tensor | None = None
+        """The last step's log-softmax `[batch, vocab]`, until its sampled token is known."""
+        self.handles = [
+            lm.register_forward_pre_hook(self._on_inputs, with_kwargs=True),
+            head.register_forward_pre_hook(self._on_hidden),
+            head.register_forward_hook(self._on_logits),
+        ]
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        self.logprobs.append(self.pending.gather(-1, tokens[:, None].to(self.pending.device)).squeeze(-1))
+        self.pending = None
+
+    def _on_inputs(self, module, args, kwargs) -> None:
+        if self.pending is not None:
+            ids = kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]
+            self._take(ids[:, -1])
+
+    def _on_hidden(self, module, args) -> None:
+        hidden = args[0][:, -1]
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            self.values.append(self.v_head(hidden.float()).squeeze(-1))
+
+    def _on_logits(self, module, args, output) -> None:
+        logp = F.log_softmax(output[:, -1].float() / self.temperature, dim=-1)
+        self.entropy.append(entropy_from_logprobs(logp))
+        self.pending = logp
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def result(self, new_tokens: torch.Tensor, responses: list[torch.Tensor]) -> PolicyRecord:
+        """The record cut to each response's length. new_tokens: `[batch, steps]` sampled ids."""
+        if self.pending is not None:
+            self._take(new_tokens[:, -1])
+        columns = [torch.stack(rows, 1).cpu() for rows in (self.logprobs, self.values, self.entropy)]
+        if any(c.shape != new_tokens.shape for c in columns):
+            raise RuntimeError(f"recorded {[list(c.shape) for c in columns]} for {list(new_tokens.shape)} sampled tokens")
+        logprobs, values, entropy = ([c[i, : len(r)] for i, r in enumerate(responses)] for c in columns)
+        return PolicyRecord(logprobs, values, entropy)
 
 
 def cut_at_stop(tokens: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
@@ -173,11 +253,11 @@ def respond_to_batch(
     lm = getattr(model, "pretrained_model", model)
     input_ids = queries.to(next(lm.parameters()).device)
     attention_mask = torch.ones_like(input_ids)
-    past = None
+    cache = {}
     generated = []
     for _ in range(txt_len):
-        out = lm(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **cache)
+        cache = {cache_argument(lm): output_cache(out)}
         logits = filter_logits(out.logits[:, -1, :].float(), top_k=top_k, top_p=top_p)
         next_token = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         generated.append(next_token)

@@ -129,6 +129,7 @@ class ValueHeadModel(nn.Module):
         self.v_head.float()
         self._takes_position_ids = _accepts_argument(pretrained_model, "position_ids")
         self._takes_logits_to_keep = _accepts_argument(pretrained_model, "logits_to_keep")
+        self._cache_argument = cache_argument(pretrained_model)
 
     @classmethod
     def _check_model_type(cls, config) -> None:
@@ -194,10 +195,11 @@ class ValueHeadModel(nn.Module):
             kwargs["position_ids"] = position_ids
         if logits_to_keep and self._takes_logits_to_keep:
             kwargs["logits_to_keep"] = logits_to_keep
+        if past_key_values is not None:
+            kwargs[self._cache_argument] = past_key_values
         out = self.pretrained_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             output_hidden_states=True,
             return_dict=True,
@@ -211,7 +213,7 @@ class ValueHeadModel(nn.Module):
         logits = out.logits
         if logits_to_keep and not self._takes_logits_to_keep:
             logits = logits[:, -logits_to_keep:]
-        return ValueHeadOutput(logits.float(), out.past_key_values, values)
+        return ValueHeadOutput(logits.float(), output_cache(out), values)
 
     @torch.no_grad()
     def generate(self, *args, **kwargs):
@@ -286,6 +288,17 @@ def check_model_source(name_or_path: str | os.PathLike, what: str = "Model") -> 
             f"{what} '{name}' does not exist; pass a directory written by save_pretrained "
             "or a hub name such as 'bigscience/bloom-560m'."
         )
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The name under which the LM's forward takes its KV cache: `cache` in the transformers
+    releases that deprecate `past_key_values` (5.x), `past_key_values` before them."""
+    return "cache" if _accepts_argument(model, "cache") else "past_key_values"
+
+
+def output_cache(output) -> object:
+    """The KV cache of a transformers model output, under either name (None without one)."""
+    return output["cache"] if "cache" in output else output.get("past_key_values")
 
 
 def _load_value_head(name_or_path) -> dict | None:

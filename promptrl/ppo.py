@@ -1,7 +1,8 @@
 """PPO for causal language models: `PPOTrainer.step(queries, responses, scores)`.
 
 One step:
-1. rollout pass (no grad): log-probs and values of the policy, log-probs of the reference;
+1. rollout pass (no grad): log-probs, values and entropy of the policy (or those it recorded
+   while sampling), log-probs of the reference;
 2. rewards: a per-token KL penalty `-kl_coef * (logp - logp_ref)`, the score added at the last
    response token;
 3. GAE advantages (whitened over the whole batch) and returns;
@@ -11,11 +12,9 @@ One step:
    approximate KL is too large;
 5. the KL controller moves toward its target.
 
-Every logged statistic is global: with N processes, token means are taken over all tokens of
-all processes and sample statistics over all samples.
-
-Sequences are packed per (mini)batch as `[left-padded query | response | right padding]`, so
-responses start at the same column and padding is only as long as the (mini)batch needs.
+Every logged statistic is global (`ppo_stats.py`). Inputs are checked before any state moves
+and packed per (mini)batch (`ppo_batch.py`), so padding is only as long as the (mini)batch
+needs; by default minibatches group samples of similar length.
 Everything runs through `accelerate.Accelerator`: one CPU process, one GPU or N data-parallel
 processes with the same code.
 """
@@ -25,9 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -36,45 +33,20 @@ from .core import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,
-    _all_reduce_sum,
     clip_by_value,
     compute_advantages,
     entropy_from_logprobs,
     masked_mean,
-    masked_var,
     whiten,
 )
 from .models import ValueHeadModel
+from .ppo_batch import PackedBatch, PolicyRecord, RolloutPass, check_inputs, check_recorded, pad_id
 from .ppo_config import PPOConfig
+from .ppo_stats import batch_stats, global_mean, minibatch_stats
 
 SCORE_STD_MIN = 1e-6
 """Relative to max(1, |running mean|): a running std below this (one score so far, or identical
 scores) holds no scale, so score scaling divides by 1 instead of multiplying scores by ~1e8."""
-
-
-class PackedBatch:
-    """Queries and responses packed into one padded tensor.
-
-    input_ids / attention_mask / position_ids: `[n, q_len + r_len]`;
-    response_mask: `[n, r_len]` (1 on real response tokens).
-    """
-
-    def __init__(self, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], pad_id: int):
-        n = len(queries)
-        self.q_len = max(len(q) for q in queries)
-        self.r_len = max(len(r) for r in responses)
-        device = queries[0].device
-        total = self.q_len + self.r_len
-        self.input_ids = torch.full((n, total), pad_id, dtype=torch.long, device=device)
-        self.attention_mask = torch.zeros((n, total), dtype=torch.long, device=device)
-        for i, (q, r) in enumerate(zip(queries, responses)):
-            start = self.q_len - len(q)
-            end = self.q_len + len(r)
-            self.input_ids[i, start : self.q_len] = q
-            self.input_ids[i, self.q_len : end] = r
-            self.attention_mask[i, start:end] = 1
-        self.position_ids = (self.attention_mask.cumsum(1) - 1).clamp(min=0)
-        self.response_mask = self.attention_mask[:, self.q_len :].float()
 
 
 class PPOTrainer:
@@ -124,7 +96,7 @@ class PPOTrainer:
                 "(or pass Accelerator(cpu=True)); on GPUs launch with `accelerate launch` or torchrun."
             )
         self.tokenizer = tokenizer
-        self.pad_id = _pad_id(tokenizer, model)
+        self.pad_id = pad_id(tokenizer, model)
         self.vocab_size = model.vocab_size
         self.max_positions = model.max_positions
         if optimizer is None:
@@ -152,30 +124,9 @@ class PPOTrainer:
 
     # -- input checking ------------------------------------------------------------------
     def _check_inputs(self, queries, responses, scores) -> tuple[list, list, torch.Tensor]:
-        queries = _as_token_list(queries, "queries", self.vocab_size)
-        responses = _as_token_list(responses, "responses", self.vocab_size)
-        scores = _as_scores(scores)
-        lengths = {"queries": len(queries), "responses": len(responses), "scores": len(scores)}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f"step() got lists of different lengths {lengths}; pass one query, response and score per sample.")
-        if len(queries) != self.config.batch_size:
-            raise ValueError(
-                f"step() got {len(queries)} samples but batch_size is {self.config.batch_size}; "
-                "pass exactly batch_size samples or set PPOConfig.batch_size."
-            )
-        for i, q in enumerate(queries):
-            if len(q) == 0:
-                raise ValueError(f"queries[{i}] is empty; each query needs at least one token.")
-        for i, r in enumerate(responses):
-            if len(r) == 0:
-                raise ValueError(f"responses[{i}] is empty; drop samples whose response has no tokens.")
-        if self.max_positions is not None:
-            for i, (q, r) in enumerate(zip(queries, responses)):
-                if len(q) + len(r) > self.max_positions:
-                    raise ValueError(
-                        f"sample {i} has {len(q)} query + {len(r)} response tokens, more than the model's "
-                        f"{self.max_positions} positions; shorten the query or max_new_tokens."
-                    )
+        queries, responses, scores = check_inputs(
+            queries, responses, scores, self.config.batch_size, self.vocab_size, self.max_positions
+        )
         device = self.accelerator.device
         return [q.to(device) for q in queries], [r.to(device) for r in responses], scores.to(device)
 
@@ -200,44 +151,53 @@ class PPOTrainer:
         logprobs = torch.gather(all_logprobs, -1, batch.input_ids[:, batch.q_len :, None]).squeeze(-1)
         return logprobs, values[:, -batch.r_len :], all_logprobs
 
+    def rollout_pass(self, queries, responses, recorded: PolicyRecord | None = None) -> RolloutPass:
+        """The step's no-grad pass over a batch (checked like `step`'s inputs) with the weights
+        as they are: what PPO's ratios, KL penalty and advantages start from."""
+        queries, responses, _ = self._check_inputs(queries, responses, [0.0] * len(queries))
+        return self._rollout_pass(PackedBatch(queries, responses, self.pad_id), recorded)
+
     @torch.no_grad()
-    def _rollout_pass(self, queries, responses):
-        """Old log-probs, reference log-probs, values, the policy's entropy and the mask,
-        `[batch, max_response_len]` each.
+    def _rollout_pass(self, packed: PackedBatch, recorded: PolicyRecord | None = None) -> RolloutPass:
+        """The policy's log-probs, values and entropy and the reference's log-probs at each
+        response token, before any update.
 
         Forward chunks group samples of similar length so padding stays short. The entropy
         (a statistic) is taken here, once per step, not in every training minibatch: it is a
-        pass over `[n, r_len, vocab]` and the training passes have enough of those.
+        pass over `[n, r_len, vocab]` and the training passes have enough of those. With
+        `recorded` (the policy's own numbers from sampling), only the reference runs.
         """
-        n = len(queries)
-        r_max = max(len(r) for r in responses)
+        n, r_max = len(packed.r_lens), packed.r_len
         device = self.accelerator.device
-        logprobs = torch.zeros(n, r_max, device=device)
-        ref_logprobs = torch.zeros(n, r_max, device=device)
-        values = torch.zeros(n, r_max, device=device)
-        entropy = torch.zeros(n, r_max, device=device)
-        mask = torch.zeros(n, r_max, device=device)
-        order = sorted(range(n), key=lambda i: (len(queries[i]) + len(responses[i]), len(responses[i])))
+        out = RolloutPass(*(torch.zeros(n, r_max, device=device) for _ in range(5)))
+        q_lens, r_lens = packed.q_lens, packed.r_lens
+        order = sorted(range(n), key=lambda i: (q_lens[i] + r_lens[i], r_lens[i]))
         policy = self.policy
         fbs = self.config.forward_batch_size
         for start in range(0, n, fbs):
             idx = order[start : start + fbs]
-            batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
-            r = batch.r_len
+            batch = packed.select(idx)
+            r, mask = batch.r_len, batch.response_mask
+            index = torch.tensor(idx, device=device)
             with self.accelerator.autocast():
-                lp, v, all_lp = self._forward(policy, batch)
+                if recorded is None:
+                    lp, v, all_lp = self._forward(policy, batch)
+                    out.logprobs[index, :r] = lp * mask
+                    out.values[index, :r] = v * mask
+                    out.entropy[index, :r] = entropy_from_logprobs(all_lp) * mask
                 if self.ref_model is not None:
                     ref_lp, _, _ = self._forward(self.ref_model, batch)
                 else:
                     with policy.disabled_adapter():
                         ref_lp, _, _ = self._forward(policy, batch)
-            index = torch.tensor(idx, device=device)
-            logprobs[index, :r] = lp * batch.response_mask
-            ref_logprobs[index, :r] = ref_lp * batch.response_mask
-            values[index, :r] = v * batch.response_mask
-            entropy[index, :r] = entropy_from_logprobs(all_lp) * batch.response_mask
-            mask[index, :r] = batch.response_mask
-        return logprobs, ref_logprobs, values, entropy, mask
+            out.ref_logprobs[index, :r] = ref_lp * mask
+            out.mask[index, :r] = mask
+        if recorded is not None:
+            for name in ("logprobs", "values", "entropy"):
+                target = getattr(out, name)
+                for i, row in enumerate(getattr(recorded, name)):
+                    target[i, : len(row)] = row.to(device)
+        return out
 
     # -- rewards ---------------------------------------------------------------------------
     def _scale_scores(self, scores: torch.Tensor) -> torch.Tensor:
@@ -279,29 +239,38 @@ class PPOTrainer:
         pg_loss = masked_mean(torch.max(pg_losses1, pg_losses2), mask)
         loss = pg_loss + cfg.vf_coef * vf_loss
         with torch.no_grad():
+            per_token = {  # token means, taken in one reduction
+                "ppo/policy/approxkl": 0.5 * log_ratio**2,
+                "ppo/policy/policykl": -log_ratio,
+                "ppo/policy/clipfrac": (pg_losses2 > pg_losses1).float(),
+                "ppo/policy/ratio": ratio,
+                "ppo/val/vpred": vpreds,
+                "ppo/val/error": vf_losses1,
+                "ppo/val/clipfrac": (vf_losses2 > vf_losses1).float(),
+            }
+            means = (torch.stack(list(per_token.values())) * mask).sum((1, 2)) / mask.sum().clamp(min=1)
             stats = {
-                "ppo/loss/policy": pg_loss,
-                "ppo/loss/value": vf_loss,
-                "ppo/loss/total": loss,
-                "ppo/policy/approxkl": 0.5 * masked_mean(log_ratio**2, mask),
-                "ppo/policy/policykl": masked_mean(-log_ratio, mask),
-                "ppo/policy/clipfrac": masked_mean((pg_losses2 > pg_losses1).float(), mask),
-                "ppo/policy/ratio": masked_mean(ratio, mask),
+                "ppo/loss/policy": pg_loss.detach(),
+                "ppo/loss/value": vf_loss.detach(),
+                "ppo/loss/total": loss.detach(),
+                **dict(zip(per_token, means)),
                 "ppo/policy/ratio_max_dev": ((ratio - 1).abs() * mask).max(),
-                "ppo/val/vpred": masked_mean(vpreds, mask),
-                "ppo/val/error": masked_mean((vpreds - returns) ** 2, mask),
-                "ppo/val/clipfrac": masked_mean((vf_losses2 > vf_losses1).float(), mask),
             }
         return loss, stats
 
     # -- the step ----------------------------------------------------------------------------
-    def step(self, queries, responses, scores) -> dict:
+    def step(self, queries, responses, scores, recorded: PolicyRecord | None = None) -> dict:
         """Run one PPO step.
 
         Args:
             queries: list of 1-D token tensors (any lengths).
             responses: list of 1-D token tensors (any lengths >= 1).
             scores: list of scalar tensors/floats, or a 1-D tensor: one score per sample.
+            recorded: the policy's log-probs, values and entropies recorded while it sampled
+                these responses with these weights (`PromptGenerator(..., record=True)`): the
+                step then skips the policy's no-grad pass. Pass it only when they are what
+                that pass would compute: full-softmax sampling (no top-k/top-p) at
+                `temperature`, in the precision the step runs in.
 
         Returns the statistics dict (`objective/*`, `ppo/*`, `time/ppo/*`). Bad input raises
         ValueError before anything changes.
@@ -309,16 +278,20 @@ class PPOTrainer:
         cfg = self.config
         t_start = time.perf_counter()
         queries, responses, raw_scores = self._check_inputs(queries, responses, scores)
+        if recorded is not None:
+            check_recorded(recorded, responses)
         n = len(queries)
+        packed = PackedBatch(queries, responses, self.pad_id)
 
         t0 = time.perf_counter()
-        old_logprobs, ref_logprobs, values, entropy, mask = self._rollout_pass(queries, responses)
+        rollout = self._rollout_pass(packed, recorded)
+        old_logprobs, values, mask = rollout.logprobs, rollout.values, rollout.mask
         t_forward = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         # The running score statistics move only once the inputs passed and the rollout ran.
         scores = self._scale_scores(raw_scores)
-        rewards, non_score, kl = self.compute_rewards(scores, old_logprobs, ref_logprobs, mask)
+        rewards, non_score, kl = self.compute_rewards(scores, old_logprobs, rollout.ref_logprobs, mask)
         if cfg.whiten_rewards:
             rewards = whiten(rewards, mask, shift_mean=False, global_batch=True)
         advantages, returns = compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)
@@ -338,7 +311,7 @@ class PPOTrainer:
                 trained = 0
                 for idx in group:
                     stats, verdict = self._train_minibatch(
-                        idx, queries, responses, old_logprobs, values, advantages, returns, 1 / len(group)
+                        packed.select(idx), idx, old_logprobs, values, advantages, returns, 1 / len(group)
                     )
                     collected.append(stats)
                     stopped = verdict == "stop"
@@ -355,12 +328,11 @@ class PPOTrainer:
         t_optimize = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        train_stats = self._global_minibatch_stats(collected)
+        train_stats = minibatch_stats(collected, self.accelerator)
         self.minibatch_stats = [
             dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
         ]
-        stats = self._batch_stats(raw_scores, old_logprobs, ref_logprobs, values, entropy, mask, kl, non_score,
-                                  advantages, returns)
+        stats = batch_stats(self.accelerator, raw_scores, rollout, kl, non_score, advantages, returns)
         stats.update({k: v.mean().item() if not k.endswith("max_dev") else v.max().item() for k, v in train_stats.items()})
         stats["ppo/epochs"] = epochs_done
         stats["ppo/early_stopped"] = float(stopped)
@@ -405,8 +377,9 @@ class PPOTrainer:
             return [chunks[i].tolist() for i in torch.randperm(len(chunks), generator=generator)]
         return [chunk.tolist() for chunk in perm.split(mbs)]
 
-    def _train_minibatch(self, idx, queries, responses, old_logprobs, values, advantages, returns, scale):
-        """Forward one minibatch, then backward `scale` x its loss unless a guard says otherwise.
+    def _train_minibatch(self, batch: PackedBatch, idx, old_logprobs, values, advantages, returns, scale):
+        """Forward the minibatch `batch` (the samples `idx`), then backward `scale` x its loss
+        unless a guard says otherwise.
 
         Returns `(stats, verdict)`: verdict "train", "skip" (importance ratio above
         `ratio_threshold`) or "stop" (early stopping: approximate KL above 1.5 x `target_kl`).
@@ -414,7 +387,6 @@ class PPOTrainer:
         every process decides alike.
         """
         cfg = self.config
-        batch = PackedBatch([queries[i] for i in idx], [responses[i] for i in idx], self.pad_id)
         r = batch.r_len
         rows = torch.tensor(idx, device=old_logprobs.device)
         mask = batch.response_mask
@@ -425,7 +397,7 @@ class PPOTrainer:
             logprobs, vpreds, mask,
         )
         stats["ppo/tokens"] = mask.sum()
-        approxkl, ratio = self._global_mean(
+        approxkl, ratio = global_mean(
             torch.stack([stats["ppo/policy/approxkl"], stats["ppo/policy/ratio"]]), stats["ppo/tokens"]
         ).tolist()
         if cfg.early_stopping and approxkl > 1.5 * cfg.target_kl:
@@ -440,65 +412,6 @@ class PPOTrainer:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
-
-    @staticmethod
-    def _global_mean(local_means: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Token-weighted mean over processes of per-process token means `[..., k]`."""
-        sums = torch.cat([local_means * tokens[..., None], tokens[..., None]], -1)
-        sums = _all_reduce_sum(sums.float())
-        return sums[..., :-1] / sums[..., -1:].clamp(min=1)
-
-    def _global_minibatch_stats(self, collected: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Per-minibatch statistics `{key: [n_minibatches]}`, each the value over all processes."""
-        tokens = torch.stack([s.pop("ppo/tokens") for s in collected]).float()
-        keys = list(collected[0])
-        means = [k for k in keys if not k.endswith("max_dev")]
-        maxima = [k for k in keys if k.endswith("max_dev")]
-        table = self._global_mean(torch.stack([torch.stack([s[k] for k in means]) for s in collected]).float(), tokens)
-        out = {k: table[:, j] for j, k in enumerate(means)}
-        for k in maxima:
-            out[k] = self.accelerator.reduce(torch.stack([s[k] for s in collected]).float(), reduction="max")
-        return {k: out[k] for k in keys}
-
-    @torch.no_grad()
-    def _batch_stats(self, scores, logprobs, ref_logprobs, values, entropy, mask, kl, non_score, advantages,
-                     returns) -> dict:
-        gather = self.accelerator.gather
-        kl_per_seq = gather(kl.sum(1))
-        scores = gather(scores.to(kl.device))
-
-        def token_mean(x):
-            return masked_mean(x, mask, global_batch=True)
-
-        def token_var(x):
-            return masked_var(x, mask, global_batch=True)
-
-        returns_var = token_var(returns)
-        stats = {
-            "objective/kl": kl_per_seq.mean(),
-            "objective/logprobs": token_mean(logprobs),
-            "objective/ref_logprobs": token_mean(ref_logprobs),
-            "objective/entropy": gather((-logprobs * mask).sum(1)).mean(),
-            "ppo/policy/entropy": token_mean(entropy),
-            "ppo/mean_non_score_reward": gather(non_score.sum(1)).mean(),
-            "ppo/mean_scores": scores.mean(),
-            "ppo/std_scores": scores.std() if len(scores) > 1 else torch.zeros(()),
-            "ppo/policy/advantages_mean": token_mean(advantages),
-            "ppo/returns/mean": token_mean(returns),
-            "ppo/returns/var": returns_var,
-            "ppo/val/mean": token_mean(values),
-            "ppo/val/var": token_var(values),
-            "ppo/val/var_explained": 1 - token_var(returns - values) / returns_var.clamp(min=1e-8),
-        }
-        names = list(stats)
-        flat = torch.stack([stats[k].float() for k in names]).cpu().tolist()
-        out = dict(zip(names, flat))
-        out["objective/kl_dist"] = kl_per_seq.cpu().numpy()
-        # Every process's real-token advantages: pad rows to one width, gather, keep real tokens.
-        n = len(mask)
-        chunks = gather(self.accelerator.pad_across_processes(torch.cat([advantages, mask]), dim=1)).split(2 * n)
-        out["ppo/policy/advantages"] = torch.cat([c[:n][c[n:].bool()] for c in chunks]).cpu().numpy()
-        return out
 
     # -- checkpoint state --------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -527,64 +440,4 @@ def _adamw(params: list[torch.nn.Parameter], config: PPOConfig) -> torch.optim.A
         return torch.optim.AdamW(params, **kwargs)
 
 
-def _pad_id(tokenizer, model) -> int:
-    for source in (tokenizer, getattr(model, "config", None)):
-        for key in ("pad_token_id", "eos_token_id"):
-            value = getattr(source, key, None)
-            if isinstance(value, int):
-                return value
-    return 0
-
-
-def _as_token_list(x, name: str, vocab_size: int) -> list[torch.Tensor]:
-    if isinstance(x, torch.Tensor):
-        if x.dim() != 2:
-            raise ValueError(f"{name} as a tensor must be 2-D [batch, len]; got shape {list(x.shape)}. Or pass a list of 1-D tensors.")
-        x = list(x)
-    if not isinstance(x, (list, tuple)):
-        raise ValueError(f"{name} must be a list of 1-D token tensors; got {type(x).__name__}.")
-    out = []
-    for i, t in enumerate(x):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name}[{i}] must be a torch.Tensor of token ids; got {type(t).__name__}.")
-        if t.dim() != 1:
-            raise ValueError(f"{name}[{i}] has shape {list(t.shape)}; pass 1-D token tensors (e.g. tensor[0] of a [1, len] batch).")
-        if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-            raise ValueError(f"{name}[{i}] has dtype {t.dtype}; token ids must be an integer tensor (torch.long).")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
-            raise ValueError(
-                f"{name}[{i}] holds token ids outside the model's vocabulary [0, {vocab_size}): "
-                f"min {int(t.min())}, max {int(t.max())}. Use the tokenizer that matches the model."
-            )
-        out.append(t.long())
-    return out
-
-
-def _as_scores(scores) -> torch.Tensor:
-    if isinstance(scores, torch.Tensor):
-        if scores.dim() > 1 and not (scores.dim() == 2 and scores.shape[1] == 1):
-            raise ValueError(f"scores as a tensor must be 1-D [batch]; got shape {list(scores.shape)}.")
-        values = scores.detach().reshape(-1)
-    else:
-        if not isinstance(scores, (list, tuple)):
-            raise ValueError(f"scores must be a list of scalars or a 1-D tensor; got {type(scores).__name__}.")
-        items = []
-        for i, s in enumerate(scores):
-            if isinstance(s, torch.Tensor):
-                if s.numel() != 1:
-                    raise ValueError(f"scores[{i}] has shape {list(s.shape)}; each score must be a scalar.")
-                s = s.detach().reshape(()).float().cpu()
-            elif isinstance(s, (int, float, np.number)) and not isinstance(s, bool):
-                s = torch.tensor(float(s))
-            else:
-                raise ValueError(f"scores[{i}] is a {type(s).__name__}; each score must be a number or a scalar tensor.")
-            items.append(s)
-        values = torch.stack(items) if items else torch.zeros(0)
-    values = values.float()
-    bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
-    if bad:
-        raise ValueError(f"scores hold non-finite values at positions {bad}; check the reward function.")
-    return values
-
-
-__all__ = ["PPOConfig", "PPOTrainer", "PackedBatch"]
+__all__ = ["PPOConfig", "PPOTrainer", "PackedBatch", "PolicyRecord"]

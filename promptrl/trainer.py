@@ -294,11 +294,19 @@ class PromptTrainer:
         bounds = groups[1:] + [len(ideas)]
         return [seed for seed, start, end in zip(group_seeds, groups, bounds) for _ in range(end - start)]
 
-    def rollout_and_score(self, ideas: list[str], return_pil: bool = False):
+    @property
+    def records_while_sampling(self) -> bool:
+        """Whether training samples with `record=True`, so the PPO step skips its no-grad pass
+        over the policy: only where the recorded numbers are exactly what that pass computes
+        (full-softmax sampling, no mixed precision)."""
+        g, p = self.config.generation, self.config.ppo
+        return g.top_k == 0 and g.top_p == 1.0 and p.mixed_precision == "no"
+
+    def rollout_and_score(self, ideas: list[str], return_pil: bool = False, record: bool = False):
         """Generate prompts, render and score them. Returns (rollout, render, total, components, times)."""
         times = {}
         t0 = time.perf_counter()
-        rollout = self.generator(ideas)
+        rollout = self.generator(ideas, record=record)
         times["time/generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         render = self.renderer(rollout.prompts, ideas=ideas, seeds=self.seeds_for(ideas), return_pil=return_pil)
@@ -314,7 +322,7 @@ class PromptTrainer:
         cfg = self.config
         ideas = self.ideas_for_step(self.step)
         save_images = cfg.image_every > 0 and (self.step + 1) % cfg.image_every == 0
-        rollout, render, total, components, times = self.rollout_and_score(ideas)
+        rollout, render, total, components, times = self.rollout_and_score(ideas, record=self.records_while_sampling)
         if self.baseline is not None:
             scores = self.baseline.normalize(ideas, total)
         elif cfg.rewards.baseline == "group":
@@ -322,7 +330,7 @@ class PromptTrainer:
         else:
             scores = total
         t0 = time.perf_counter()
-        stats = self.guarded_ppo_step(rollout.queries, rollout.responses, scores)
+        stats = self.guarded_ppo_step(rollout.queries, rollout.responses, scores, rollout.recorded)
         times["time/optimize"] = time.perf_counter() - t0
         self.step += 1
         metrics = {"step": self.step}
@@ -341,7 +349,7 @@ class PromptTrainer:
             rundir.save_image_atomically(grid, self.output_dir / rundir.IMAGES_DIR / f"step_{self.step:06d}.png")
         return metrics
 
-    def guarded_ppo_step(self, queries, responses, scores) -> dict:
+    def guarded_ppo_step(self, queries, responses, scores, recorded=None) -> dict:
         """`ppo.step`, rolled back when its loss or the new weights are not finite (a huge lr, or
         scores of 1e20, would otherwise write NaN weights into every later checkpoint). The
         rollback is reported in the step's metrics (`ppo/rolled_back`) and the log;
@@ -350,7 +358,7 @@ class PromptTrainer:
         trainable = [p for p in self.ppo.policy.parameters() if p.requires_grad]
         saved_weights = [p.detach().clone() for p in trainable]
         saved_state = copy.deepcopy(self.ppo.state_dict())
-        stats = self.ppo.step(queries, responses, scores)
+        stats = self.ppo.step(queries, responses, scores, recorded)
         losses = [v for k, v in stats.items() if "loss" in k and isinstance(v, (int, float))]
         finite = all(math.isfinite(v) for v in losses) and all(bool(torch.isfinite(p).all()) for p in trainable)
         stats = {**stats, "ppo/rolled_back": 0.0 if finite else 1.0}

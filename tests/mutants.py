@@ -2,8 +2,9 @@
 
     python tests/mutants.py [--jobs 2] [--only NAME ...]      (or: make mutants)
 
-Each mutant replaces one exact snippet of `promptrl/ppo.py` or `promptrl/core.py` in a copy of
-the package (the working tree is never touched), then runs the fast PPO tests against the copy.
+Each mutant replaces one exact snippet of the PPO code (`promptrl/ppo*.py`, `core.py`, the
+sampling recorder in `generation.py`) in a copy of the package (the working tree is never
+touched), then runs the fast PPO tests against the copy.
 A mutant the tests do not fail on "survives": either a test is missing, or the mutant does not
 change behaviour (an equivalent mutant, which belongs in EQUIVALENT with the reason).
 Exit status 1 when a non-equivalent mutant survives.
@@ -304,24 +305,53 @@ MUTANTS = [
         "(vf_losses2 > vf_losses1).float()",
         "(vf_losses2 < vf_losses1).float()",
     ),
+    # numbers recorded while sampling
+    m(
+        "recorded values not used",
+        "ppo.py",
+        'for name in ("logprobs", "values", "entropy"):',
+        'for name in ("logprobs", "entropy"):',
+    ),
+    m(
+        "policy pass runs despite the record",
+        "ppo.py",
+        "if recorded is None:\n                    lp, v, all_lp",
+        "if True:\n                    lp, v, all_lp",
+    ),
+    m("record not checked", "ppo.py", "            check_recorded(recorded, responses)", "            pass"),
+    m(
+        "recorder ignores the temperature",
+        "generation.py",
+        "output[:, -1].float() / self.temperature",
+        "output[:, -1].float()",
+    ),
+    m(
+        "recorder values from the first position",
+        "generation.py",
+        "hidden = args[0][:, -1]",
+        "hidden = args[0][:, 0]",
+    ),
     # validation before state moves
     m(
         "scores scaled before the inputs are checked",
         "ppo.py",
         "        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)\n",
-        "        self._scale_scores(_as_scores(scores))\n"
+        "        self._scale_scores(torch.as_tensor(scores, dtype=torch.float))\n"
         "        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)\n",
     ),
     m(
         "position limit unchecked",
-        "ppo.py",
-        "if len(q) + len(r) > self.max_positions:",
+        "ppo_batch.py",
+        "if len(q) + len(r) > max_positions:",
         "if False:",
     ),
 ]
 
-EQUIVALENT: dict[str, str] = {}
-"""Mutants that cannot change behaviour, with the reason (none so far)."""
+EQUIVALENT: dict[str, str] = {
+    "recorder values from the first position": "transformers' generate keeps only the last "
+    "position's logits (logits_to_keep=1), so the LM head's input has one position, first and last",
+}
+"""Mutants that cannot change behaviour, with the reason."""
 
 
 def run_one(mutant: Mutant, workdir: Path) -> tuple[Mutant, bool, float, str]:

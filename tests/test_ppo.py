@@ -127,7 +127,8 @@ def test_rollout_logprobs_match_each_sample_alone(arch, temperature, request):
     queries, responses, _ = varied_batch(8)
     config = PPOConfig(batch_size=8, forward_batch_size=8, temperature=temperature)
     trainer = PPOTrainer(model, None, None, config=config)
-    logprobs, _, values, _, mask = trainer._rollout_pass(queries, responses)
+    rollout = trainer.rollout_pass(queries, responses)
+    logprobs, values, mask = rollout.logprobs, rollout.values, rollout.mask
 
     with torch.no_grad():
         for i, (q, r) in enumerate(zip(queries, responses)):
@@ -228,6 +229,83 @@ def test_bad_input_raises_before_anything_changes(gpt2_dir):
             trainer.step(*corrupt(*_good()))
         assert all(torch.equal(p, params[n]) for n, p in model.named_parameters()), name
         _assert_same(trainer.state_dict(), state, name)
+
+
+# -- numbers recorded while sampling ----------------------------------------------------------
+def _sample(model, path, temperature=1.0, top_k=0, seed=0):
+    from transformers import AutoTokenizer
+
+    from promptrl.generation import PromptGenerationConfig, PromptGenerator
+
+    config = PromptGenerationConfig(max_new_tokens=10, temperature=temperature, top_k=top_k)
+    generator = PromptGenerator(model, AutoTokenizer.from_pretrained(path), config)
+    generator.stop_ids += list(range(30))  # a random model rarely says EOS: stop early and often
+    torch.manual_seed(seed)
+    return generator(["a cat", "a lighthouse in a storm", "x", "two dogs on a beach at dawn"], record=True)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("arch", ["gpt2", "bloom"])
+def test_numbers_recorded_while_sampling_are_the_rollout_pass(arch, temperature, lora, request, lora_config):
+    """Sampling with record=True gives, per response token, the log-prob, value and entropy
+    that PPO's own no-grad pass over the policy computes (KV cache vs full forward: float noise)."""
+    path = request.getfixturevalue(f"{arch}_dir")
+    model = ValueHeadModel.from_pretrained(path, peft_config=lora_config(arch) if lora else None)
+    torch.nn.init.normal_(model.v_head.weight, std=0.5)  # non-zero values, so alignment shows
+    rollout = _sample(model, path, temperature)
+    lengths = [len(r) for r in rollout.responses]
+    assert len(set(lengths)) > 1, lengths  # stops at EOS/newline: responses of several lengths
+    trainer = PPOTrainer(model, None, None, config=PPOConfig(batch_size=4, temperature=temperature))
+    expected = trainer.rollout_pass(rollout.queries, rollout.responses)
+    for name in ("logprobs", "values", "entropy"):
+        for i, n in enumerate(lengths):
+            got = getattr(rollout.recorded, name)[i]
+            assert got.shape == (n,), name
+            torch.testing.assert_close(got, getattr(expected, name)[i, :n], rtol=0, atol=2e-5, msg=name)
+
+
+def test_a_step_given_the_record_skips_the_policy_pass_and_does_the_same(gpt2_dir, monkeypatch):
+    model = ValueHeadModel.from_pretrained(gpt2_dir)
+    torch.nn.init.normal_(model.v_head.weight, std=0.5)
+    rollout = _sample(model, gpt2_dir)
+    scores = [1.0, -0.5, 0.25, 2.0]
+    config = PPOConfig(batch_size=4, mini_batch_size=2, forward_batch_size=2, lr=1e-3)
+    plain = PPOTrainer(copy.deepcopy(model), None, None, config=config)
+    given = PPOTrainer(copy.deepcopy(model), None, None, config=config)
+    passes = []
+    forward = given._forward
+    monkeypatch.setattr(given, "_forward", lambda m, b: passes.append(m is given.model) or forward(m, b))
+
+    expected = plain.step(rollout.queries, rollout.responses, scores)
+    stats = given.step(rollout.queries, rollout.responses, scores, rollout.recorded)
+    # Rollout: 2 chunks, reference only; then 4 epochs x 2 minibatches of the policy.
+    assert passes == [False, False] + [True] * 8
+    for key, value in expected.items():
+        if isinstance(value, float) and not key.startswith("time/"):
+            assert stats[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    a, b = weights(plain.policy), weights(given.policy)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_sampling_with_top_k_records_nothing(gpt2_dir):
+    with pytest.raises(ValueError, match="top_k=5"):
+        _sample(ValueHeadModel.from_pretrained(gpt2_dir), gpt2_dir, top_k=5)
+
+
+def test_a_record_that_does_not_fit_the_responses_is_refused_before_anything_changes(gpt2_dir):
+    model = ValueHeadModel.from_pretrained(gpt2_dir)
+    rollout = _sample(model, gpt2_dir)
+    trainer = PPOTrainer(model, None, None, config=PPOConfig(batch_size=4))
+    before = weights(model)
+    rollout.recorded.values[2] = rollout.recorded.values[2][:-1]
+    with pytest.raises(ValueError, match=r"recorded.values\[2\]"):
+        trainer.step(rollout.queries, rollout.responses, [0.0] * 4, rollout.recorded)
+    rollout.recorded.values[2] = torch.full_like(rollout.recorded.logprobs[2], float("nan"))
+    with pytest.raises(ValueError, match="non-finite"):
+        trainer.step(rollout.queries, rollout.responses, [0.0] * 4, rollout.recorded)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert trainer.current_step == 0
 
 
 # -- LoRA --------------------------------------------------------------------------------------

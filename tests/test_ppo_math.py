@@ -359,7 +359,7 @@ def test_forward_batch_size_sets_the_rollout_chunks(gpt2_dir, monkeypatch):
         "_forward",
         lambda model, batch: calls.append(len(batch.input_ids)) or forward(model, batch),
     )
-    trainer._rollout_pass(*fixed_batch(7)[:2])
+    trainer.rollout_pass(*fixed_batch(7)[:2])
     assert calls == [3, 3, 3, 3, 1, 1]  # policy and reference per chunk of 3, 3, 1
 
 

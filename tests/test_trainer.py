@@ -143,3 +143,20 @@ def test_lora_policy_trains_adapters_only(tmp_path):
     after = trainer.ppo.policy.state_dict()
     assert all(torch.equal(base[k], after[k]) for k in base)
     assert (tmp_path / "model" / "adapter_config.json").exists()
+
+
+@pytest.mark.parametrize("case, records", [("full softmax", True), ("top-k", False), ("bf16", False)])
+def test_training_hands_ppo_what_sampling_recorded_only_where_it_is_exact(tmp_path, case, records):
+    trainer = PromptTrainer(small_config(tmp_path / "run", **({"generation.top_k": 20} if case == "top-k" else {})))
+    trainer.setup()
+    if case == "bf16":  # accelerate fixes mixed precision once per process: change what the gate reads
+        ppo = dataclasses.replace(trainer.config.ppo, mixed_precision="bf16")
+        trainer.config = dataclasses.replace(trainer.config, ppo=ppo)
+    given = []
+    step = trainer.ppo.step
+    trainer.ppo.step = lambda q, r, s, recorded=None: given.append(recorded) or step(q, r, s, recorded)
+    trainer.train_step()
+    assert trainer.records_while_sampling is records
+    assert (given[0] is not None) is records
+    if records:
+        assert [len(x) for x in given[0].logprobs] == [len(x) for x in given[0].values]
