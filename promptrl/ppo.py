@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +42,7 @@ from .models import ValueHeadModel
 from .ppo_batch import PackedBatch, PolicyRecord, RolloutPass, check_inputs, check_recorded, pad_id
 from .ppo_config import PPOConfig
 from .ppo_stats import batch_stats, global_mean, minibatch_stats
+from .timing import Stopwatch
 
 SCORE_STD_MIN = 1e-6
 """Relative to max(1, |running mean|): a running std below this (one score so far, or identical
@@ -276,42 +276,70 @@ class PPOTrainer:
         ValueError before anything changes.
         """
         cfg = self.config
-        t_start = time.perf_counter()
+        watch = Stopwatch()
         queries, responses, raw_scores = self._check_inputs(queries, responses, scores)
         if recorded is not None:
             check_recorded(recorded, responses)
-        n = len(queries)
         packed = PackedBatch(queries, responses, self.pad_id)
 
-        t0 = time.perf_counter()
-        rollout = self._rollout_pass(packed, recorded)
-        old_logprobs, values, mask = rollout.logprobs, rollout.values, rollout.mask
-        t_forward = time.perf_counter() - t0
+        with watch("time/ppo/forward_pass"):
+            rollout = self._rollout_pass(packed, recorded)
+        mask = rollout.mask
 
-        t0 = time.perf_counter()
-        # The running score statistics move only once the inputs passed and the rollout ran.
-        scores = self._scale_scores(raw_scores)
-        rewards, non_score, kl = self.compute_rewards(scores, old_logprobs, rollout.ref_logprobs, mask)
-        if cfg.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False, global_batch=True)
-        advantages, returns = compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)
-        advantages = whiten(advantages, mask, global_batch=True)
-        t_rewards = time.perf_counter() - t0
+        with watch("time/ppo/compute_rewards"):
+            # The running score statistics move only once the inputs passed and the rollout ran.
+            scores = self._scale_scores(raw_scores)
+            rewards, non_score, kl = self.compute_rewards(scores, rollout.logprobs, rollout.ref_logprobs, mask)
+            if cfg.whiten_rewards:
+                rewards = whiten(rewards, mask, shift_mean=False, global_batch=True)
+            advantages, returns = compute_advantages(rollout.values, rewards, mask, cfg.gamma, cfg.lam)
+            advantages = whiten(advantages, mask, global_batch=True)
 
-        t0 = time.perf_counter()
+        with watch("time/ppo/optimize_step"):
+            collected, progress = self._optimize(packed, rollout, advantages, returns)
+
+        with watch("time/ppo/calc_stats"):
+            train_stats = minibatch_stats(collected, self.accelerator)
+            self.minibatch_stats = [
+                dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
+            ]
+            stats = batch_stats(self.accelerator, raw_scores, rollout, kl, non_score, advantages, returns)
+            stats.update({k: v.max().item() if k.endswith("max_dev") else v.mean().item() for k, v in train_stats.items()})
+            stats.update(progress)
+            stats["ppo/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            stats["objective/kl_coef"] = self.kl_ctl.value
+            lengths = torch.tensor([packed.q_lens, packed.r_lens], device=mask.device, dtype=torch.float).T
+            lengths = self.accelerator.gather(lengths)
+            stats["tokens/queries_len_mean"] = lengths[:, 0].mean().item()
+            stats["tokens/responses_len_mean"] = lengths[:, 1].mean().item()
+
+        # Every process must move its coefficient alike: the controller sees the global mean KL.
+        global_kl = self.accelerator.reduce(kl.sum(1).mean(), reduction="mean").item()
+        self.kl_ctl.update(global_kl, len(queries) * self.accelerator.num_processes)
+        self.current_step += 1
+        stats.update(watch.times)
+        stats["time/ppo/total"] = watch.total()
+        return stats
+
+    def _optimize(self, packed: PackedBatch, rollout: RolloutPass, advantages, returns):
+        """`ppo_epochs` passes over shuffled minibatches, `gradient_accumulation_steps` of them
+        per optimizer step. Returns each minibatch's statistics and the epochs, early-stop and
+        skipped-minibatch counts."""
+        cfg = self.config
+        n = len(packed.r_lens)
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.current_step)
         perms = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
         collected: list[dict[str, torch.Tensor]] = []
         epochs_done, skipped, stopped = 0, 0, False
         for perm in perms:
             epochs_done += 1
-            minibatches = self._minibatches(perm, queries, responses, generator)
+            minibatches = packed.minibatches(perm, cfg.mini_batch_size, cfg.group_by_length, generator)
             gas = cfg.gradient_accumulation_steps
             for group in (minibatches[i : i + gas] for i in range(0, len(minibatches), gas)):
                 trained = 0
                 for idx in group:
                     stats, verdict = self._train_minibatch(
-                        packed.select(idx), idx, old_logprobs, values, advantages, returns, 1 / len(group)
+                        packed.select(idx), idx, rollout.logprobs, rollout.values, advantages, returns, 1 / len(group)
                     )
                     collected.append(stats)
                     stopped = verdict == "stop"
@@ -325,57 +353,8 @@ class PPOTrainer:
                     break
             if stopped:
                 break
-        t_optimize = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        train_stats = minibatch_stats(collected, self.accelerator)
-        self.minibatch_stats = [
-            dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
-        ]
-        stats = batch_stats(self.accelerator, raw_scores, rollout, kl, non_score, advantages, returns)
-        stats.update({k: v.mean().item() if not k.endswith("max_dev") else v.max().item() for k, v in train_stats.items()})
-        stats["ppo/epochs"] = epochs_done
-        stats["ppo/early_stopped"] = float(stopped)
-        stats["ppo/skipped_minibatches"] = skipped
-        stats["ppo/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        stats["objective/kl_coef"] = self.kl_ctl.value
-        lengths = self.accelerator.gather(
-            torch.tensor([[len(q), len(r)] for q, r in zip(queries, responses)], device=mask.device, dtype=torch.float)
-        )
-        stats["tokens/queries_len_mean"] = lengths[:, 0].mean().item()
-        stats["tokens/responses_len_mean"] = lengths[:, 1].mean().item()
-        t_stats = time.perf_counter() - t0
-
-        # Every process must move its coefficient alike: the controller sees the global mean KL.
-        global_kl = self.accelerator.reduce(kl.sum(1).mean(), reduction="mean").item()
-        self.kl_ctl.update(global_kl, n * self.accelerator.num_processes)
-        self.current_step += 1
-        stats.update(
-            {
-                "time/ppo/forward_pass": t_forward,
-                "time/ppo/compute_rewards": t_rewards,
-                "time/ppo/optimize_step": t_optimize,
-                "time/ppo/calc_stats": t_stats,
-                "time/ppo/total": time.perf_counter() - t_start,
-            }
-        )
-        return stats
-
-    def _minibatches(self, perm: torch.Tensor, queries, responses, generator) -> list[list[int]]:
-        """Split one epoch's random permutation into minibatches of sample indices.
-
-        With `group_by_length`, the permuted samples are stably sorted by (response, query)
-        length before splitting, so a minibatch pads to little more than its own lengths, and
-        the minibatches run in random order.
-        """
-        mbs = min(self.config.mini_batch_size, len(perm))
-        if self.config.group_by_length:
-            q_max = max(len(q) for q in queries)
-            lengths = torch.tensor([len(r) * (q_max + 1) + len(q) for q, r in zip(queries, responses)])
-            perm = perm[torch.argsort(lengths[perm], stable=True)]
-            chunks = perm.split(mbs)
-            return [chunks[i].tolist() for i in torch.randperm(len(chunks), generator=generator)]
-        return [chunk.tolist() for chunk in perm.split(mbs)]
+        progress = {"ppo/epochs": epochs_done, "ppo/early_stopped": float(stopped), "ppo/skipped_minibatches": skipped}
+        return collected, progress
 
     def _train_minibatch(self, batch: PackedBatch, idx, old_logprobs, values, advantages, returns, scale):
         """Forward the minibatch `batch` (the samples `idx`), then backward `scale` x its loss

@@ -56,6 +56,21 @@ class PackedBatch:
         out.response_mask = self.response_mask[rows, : out.r_len]
         return out
 
+    def minibatches(self, perm: torch.Tensor, size: int, group_by_length: bool, generator) -> list[list[int]]:
+        """Split one epoch's random permutation into minibatches of `size` sample indices.
+
+        With `group_by_length`, the permuted samples are stably sorted by (response, query)
+        length before splitting, so a minibatch pads to little more than its own lengths, and
+        the minibatches run in random order (drawn from `generator`).
+        """
+        size = min(size, len(perm))
+        if group_by_length:
+            lengths = torch.tensor([r * (self.q_len + 1) + q for q, r in zip(self.q_lens, self.r_lens)])
+            perm = perm[torch.argsort(lengths[perm], stable=True)]
+            chunks = perm.split(size)
+            return [chunks[i].tolist() for i in torch.randperm(len(chunks), generator=generator)]
+        return [chunk.tolist() for chunk in perm.split(size)]
+
 
 @dataclass
 class RolloutPass:

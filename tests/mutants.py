@@ -119,8 +119,8 @@ MUTANTS = [
     m(
         "gamma and lam swapped",
         "ppo.py",
-        "compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)",
-        "compute_advantages(values, rewards, mask, cfg.lam, cfg.gamma)",
+        "compute_advantages(rollout.values, rewards, mask, cfg.gamma, cfg.lam)",
+        "compute_advantages(rollout.values, rewards, mask, cfg.lam, cfg.gamma)",
     ),
     m(
         "GAE without lambda",
@@ -171,7 +171,7 @@ MUTANTS = [
     m(
         "KL controller sees one step",
         "ppo.py",
-        "self.kl_ctl.update(global_kl, n * self.accelerator.num_processes)",
+        "self.kl_ctl.update(global_kl, len(queries) * self.accelerator.num_processes)",
         "self.kl_ctl.update(global_kl, 1)",
     ),
     m(
@@ -246,13 +246,8 @@ MUTANTS = [
         "self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)",
         "pass",
     ),
-    m(
-        "mini_batch_size ignored",
-        "ppo.py",
-        "mbs = min(self.config.mini_batch_size, len(perm))",
-        "mbs = len(perm)",
-    ),
-    m("group_by_length ignored", "ppo.py", "if self.config.group_by_length:", "if False:"),
+    m("mini_batch_size ignored", "ppo_batch.py", "size = min(size, len(perm))", "size = len(perm)"),
+    m("group_by_length ignored", "ppo_batch.py", "if group_by_length:", "if False:"),
     m("forward_batch_size ignored", "ppo.py", "fbs = self.config.forward_batch_size", "fbs = n"),
     m("one epoch only", "ppo.py", "for _ in range(cfg.ppo_epochs)]", "for _ in range(1)]"),
     # forward pass: alignment, positions, temperature
@@ -290,8 +285,8 @@ MUTANTS = [
     m(
         "approx KL without the half",
         "ppo.py",
-        '"ppo/policy/approxkl": 0.5 * masked_mean',
-        '"ppo/policy/approxkl": masked_mean',
+        '"ppo/policy/approxkl": 0.5 * log_ratio**2,',
+        '"ppo/policy/approxkl": log_ratio**2,',
     ),
     m(
         "entropy sign",

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from promptrl import PPOConfig, PPOTrainer, ValueHeadModel, respond_to_batch
+from promptrl.ppo_batch import PackedBatch
 
 # Tiny models gain nothing from a second thread, and lose a lot on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,7 +147,8 @@ def test_group_by_length_partitions_the_batch_into_similar_lengths(gpt2_dir):
     config = PPOConfig(batch_size=12, forward_batch_size=5, mini_batch_size=4, group_by_length=True)
     trainer = PPOTrainer(ValueHeadModel.from_pretrained(gpt2_dir), None, None, config=config)
     perm = torch.randperm(12, generator=torch.Generator().manual_seed(0))
-    minibatches = trainer._minibatches(perm, queries, responses, torch.Generator().manual_seed(1))
+    packed = PackedBatch(queries, responses, PAD_ID)
+    minibatches = packed.minibatches(perm, 4, True, torch.Generator().manual_seed(1))
     assert sorted(i for mb in minibatches for i in mb) == list(range(12))
     spans = sorted((min(len(responses[i]) for i in mb), max(len(responses[i]) for i in mb)) for mb in minibatches)
     assert all(hi <= lo_next for (_, hi), (lo_next, _) in zip(spans, spans[1:])), spans  # no overlap
