@@ -334,12 +334,16 @@ class PPOTrainer:
         for perm in perms:
             epochs_done += 1
             minibatches = packed.minibatches(perm, cfg.mini_batch_size, cfg.group_by_length, generator)
+            mean_tokens = sum(packed.r_lens) / len(minibatches)
             gas = cfg.gradient_accumulation_steps
             for group in (minibatches[i : i + gas] for i in range(0, len(minibatches), gas)):
                 trained = 0
                 for idx in group:
+                    # A length-grouped minibatch weighs by its share of the tokens (see PPOConfig).
+                    weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if cfg.group_by_length else 1.0
                     stats, verdict = self._train_minibatch(
-                        packed.select(idx), idx, rollout.logprobs, rollout.values, advantages, returns, 1 / len(group)
+                        packed.select(idx), idx, rollout.logprobs, rollout.values, advantages, returns,
+                        weight / len(group),
                     )
                     collected.append(stats)
                     stopped = verdict == "stop"

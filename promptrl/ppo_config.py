@@ -40,8 +40,11 @@ class PPOConfig:
     group_by_length: bool = True
     """Put samples of similar length in the same minibatch (in random minibatch order): less
     padding, so faster steps when response lengths vary (trl 0.11 padded every minibatch to
-    the batch's longest sample). Each minibatch is then no longer a uniform random sample, and
-    its token-mean loss weighs short responses' tokens more; False: uniform minibatches."""
+    the batch's longest sample). A grouped minibatch is not a uniform sample, so its token-mean
+    loss is weighted by its share of the batch's tokens (tokens / mean tokens per minibatch):
+    an epoch's gradients then add up to the whole batch's token mean, as uniform minibatches'
+    do on average, and short responses' tokens weigh no more than long ones'. False: uniform
+    random minibatches, each loss a plain token mean (trl's)."""
     gradient_accumulation_steps: int = 1
     """Minibatches whose gradients are averaged into one optimizer step. An epoch whose
     minibatch count is not a multiple steps on its last, smaller group: gradients never carry

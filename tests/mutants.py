@@ -248,6 +248,12 @@ MUTANTS = [
     ),
     m("mini_batch_size ignored", "ppo_batch.py", "size = min(size, len(perm))", "size = len(perm)"),
     m("group_by_length ignored", "ppo_batch.py", "if group_by_length:", "if False:"),
+    m(
+        "grouped minibatches not weighted by their tokens",
+        "ppo.py",
+        "weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if cfg.group_by_length else 1.0",
+        "weight = 1.0",
+    ),
     m("forward_batch_size ignored", "ppo.py", "fbs = self.config.forward_batch_size", "fbs = n"),
     m("one epoch only", "ppo.py", "for _ in range(cfg.ppo_epochs)]", "for _ in range(1)]"),
     # forward pass: alignment, positions, temperature

@@ -275,6 +275,25 @@ def test_gradient_accumulation_equals_one_bigger_minibatch(gpt2_dir):
     assert all(p.grad is None or not p.grad.any() for p in accumulated.policy.parameters())
 
 
+@pytest.mark.parametrize("grouped, expected", [(True, [0.5, 1.5]), (False, [1.0, 1.0])])
+def test_length_grouped_minibatches_weigh_by_their_share_of_tokens(gpt2_dir, grouped, expected):
+    """Responses of 2, 2, 6 and 6 tokens in minibatches of 2: grouped, the short pair holds 4 of
+    the batch's 16 tokens, a mean of 8 per minibatch, so its loss weighs 4/8 and the long pair's
+    12/8; uniform minibatches keep plain token means (weight 1)."""
+    trainer = trainer_for(gpt2_dir, batch_size=4, mini_batch_size=2, ppo_epochs=1, group_by_length=grouped)
+    g = torch.Generator().manual_seed(0)
+    queries = [torch.randint(0, VOCAB - 2, (3,), generator=g) for _ in range(4)]
+    responses = [torch.randint(0, VOCAB - 2, (n,), generator=g) for n in (2, 6, 2, 6)]
+    seen = []
+    train = trainer._train_minibatch
+    trainer._train_minibatch = lambda batch, idx, *args: seen.append((sorted(idx), args[-1])) or train(batch, idx, *args)
+    trainer.step(queries, responses, [1.0, 0.0, -1.0, 0.5])
+    if grouped:
+        assert sorted(seen) == [([0, 2], pytest.approx(expected[0])), ([1, 3], pytest.approx(expected[1]))]
+    else:
+        assert [scale for _, scale in seen] == expected
+
+
 def test_one_optimizer_step_per_minibatch_without_accumulation(gpt2_dir):
     trainer = trainer_for(gpt2_dir, batch_size=6, mini_batch_size=2, ppo_epochs=3)
     steps = count_optimizer_steps(trainer)
