@@ -8,6 +8,7 @@ a model directory records (`model_config`) also give `promptrl generate` its tem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def evaluate_model(
             )
     target = locate(model, base)
     config = eval_config(target, preset, config_file, overrides or [])
-    e = config.eval
+    e = config.eval if samples is None else dataclasses.replace(config.eval, samples=samples)  # checked there
     recorded = target.run_dir / HELDOUT_FILE if target.run_dir is not None else None
     if ideas is not None:
         idea_list = load_ideas(ideas)
@@ -126,10 +127,7 @@ def evaluate_model(
             raise ValueError(
                 f"the config holds no ideas out (eval.heldout={e.heldout}, {config.ideas!r}); pass --ideas FILE."
             )
-    samples = e.samples if samples is None else samples
-    if samples < 1:
-        raise ValueError(f"--samples must be at least 1; got {samples}.")
-    specs = [{"type": t} for t in rewards] if rewards else config.rewards.terms
+    specs = [{"type": t} for t in rewards] if rewards else None  # None: the run's reward
     judge_specs = resolve_judges(e.judges, config.rewards) + [{"type": t} for t in judges or []]
     judge_specs = list({j.get("name", j["type"]): j for j in judge_specs}.values())
     renderer = Renderer(config.render)
@@ -149,7 +147,7 @@ def evaluate_model(
         renderer,
         reward,
         idea_list,
-        samples,
+        e.samples,
         e.seed,
         judge,
         e.bootstrap,
