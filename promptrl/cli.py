@@ -8,11 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
+from .presets import DEFAULT_PRESET
+
 logger = logging.getLogger("promptrl")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="named config: tiny, bloom-560m, gpt2")
+    p.add_argument("--preset", default=None, help=f"named config: tiny, bloom-560m, gpt2 (default: {DEFAULT_PRESET})")
     p.add_argument("--config", default=None, help="YAML file of config values (on top of the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any field, e.g. --set ppo.lr=1e-4 --set steps=50 (repeatable)")
@@ -36,7 +38,12 @@ def _load(args, run_dir: str | None = None):
         config_file = str(run / CONFIG_FILE)
         if not args.output_dir:
             overrides.append(f"output_dir={run}")
-    return load_config(args.preset or (None if config_file else "tiny"), config_file, overrides)
+    return load_config(_preset(args.preset, config_file), config_file, overrides)
+
+
+def _preset(preset: str | None, config_file: str | None) -> str | None:
+    """The preset named, else the default one unless a config file is the base."""
+    return preset or (None if config_file else DEFAULT_PRESET)
 
 
 def cmd_train(args) -> None:
@@ -81,32 +88,37 @@ def _policy(model_dir: str):
 def cmd_generate(args) -> None:
     import torch
 
+    from .eval_run import model_config
     from .generation import PromptGenerationConfig, PromptGenerator
     from .trainer import load_ideas
 
     load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
     model, tokenizer = _policy(args.model)
+    template = args.template or model_config(Path(args.model)).generation.template
     torch.manual_seed(args.seed)
     gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(
-        template=args.template, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p))
+        template=template, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p))
     ideas = [idea for idea in args.ideas for _ in range(args.num)]
     for idea, prompt in zip(ideas, gen(ideas).prompts):
         print(json.dumps({"idea": idea, "prompt": prompt}) if args.json else f"{idea} -> {prompt}")
 
 
-def _renderer(args):
-    from .presets import resolve_tiny
-    from .rendering import RenderConfig, Renderer
+def _renderer(args, render):
+    """A `Renderer` of the `RenderConfig` `render` with the render flags given on top."""
+    from dataclasses import replace
 
-    cfg = RenderConfig(pipeline=args.pipeline, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                       height=args.size, width=args.size, seed=args.seed)
-    return Renderer(resolve_tiny(cfg))
+    from .rendering import Renderer
+    from .tiny import resolve_tiny
+
+    flags = {"pipeline": args.pipeline, "num_inference_steps": args.steps, "guidance_scale": args.guidance,
+             "height": args.size, "width": args.size, "seed": args.seed}
+    return Renderer(resolve_tiny(replace(render, **{k: v for k, v in flags.items() if v is not None})))
 
 
 def cmd_render(args) -> None:
-    from .trainer import to_pil
+    from .rendering import RenderConfig, to_pil
 
-    out = _renderer(args)(args.prompts)
+    out = _renderer(args, RenderConfig())(args.prompts)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for i, (img, seed) in enumerate(zip(to_pil(out.images), out.seeds)):
         path = Path(args.out) / f"{i:03d}_seed{seed}.png"
@@ -116,12 +128,12 @@ def cmd_render(args) -> None:
 
 def cmd_score(args) -> None:
     from .config import load_config
-    from .presets import resolve_tiny
-    from .rewards import build_config_reward, score
+    from .rewards import reward_from_config, score
+    from .tiny import resolve_tiny
 
-    config = resolve_tiny(load_config(args.preset, args.config, args.overrides))
-    images = _renderer(args)(args.prompts, ideas=args.ideas or args.prompts)
-    reward = build_config_reward(config.rewards.terms, config.rewards)
+    config = resolve_tiny(load_config(_preset(args.preset, args.config), args.config, args.overrides))
+    images = _renderer(args, config.render)(args.prompts, ideas=args.ideas or args.prompts)
+    reward = reward_from_config(config.rewards)
     total, comps = score(reward, images.images, images.prompts, args.ideas or args.prompts)
     for i, prompt in enumerate(images.prompts):
         row = {"prompt": prompt, "reward": round(total[i].item(), 5)}
@@ -155,16 +167,24 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="override any setting, e.g. --set eval.seed=1")
 
 
-def _render_args(p: argparse.ArgumentParser, default_pipeline: str) -> None:
+def _render_args(p: argparse.ArgumentParser, defaults: dict[str, object] | None) -> None:
+    """The render flags; one not given keeps its value in `defaults` (None: the preset's)."""
+
+    def default(key: str) -> str:
+        return f"(default: {defaults[key]})" if defaults else "(default: the preset's)"
+
     p.add_argument("prompts", nargs="+", help="prompts to render")
-    p.add_argument("--pipeline", default=default_pipeline, help="diffusers pipeline: hub name, local dir, or tiny:pipeline")
-    p.add_argument("--steps", type=int, default=1, help="inference steps")
-    p.add_argument("--guidance", type=float, default=0.0, help="guidance scale")
-    p.add_argument("--size", type=int, default=512, help="image height and width")
-    p.add_argument("--seed", type=int, default=0, help="base seed")
+    p.add_argument("--pipeline", default=None,
+                   help=f"diffusers pipeline: hub name, local dir, or tiny:pipeline {default('pipeline')}")
+    p.add_argument("--steps", type=int, default=None, help=f"inference steps {default('num_inference_steps')}")
+    p.add_argument("--guidance", type=float, default=None, help=f"guidance scale {default('guidance_scale')}")
+    p.add_argument("--size", type=int, default=None, help=f"image height and width {default('height')}")
+    p.add_argument("--seed", type=int, default=None, help=f"base seed {default('seed')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .rendering import RenderConfig
+
     parser = argparse.ArgumentParser(prog="promptrl", description="PPO fine-tuning of a Stable Diffusion prompt generator.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="expand ideas into prompts with a trained generator")
     p.add_argument("ideas", nargs="+", help="short ideas, e.g. 'a lighthouse in a storm'")
     p.add_argument("--model", required=True, help="directory written by save_pretrained (e.g. runs/tiny/model)")
-    p.add_argument("--template", default="Idea: {idea}\nPrompt:", help="query template with {idea}")
+    p.add_argument("--template", default=None, help="query template with {idea} (default: the one the model's "
+                   "run recorded, else its preset's)")
     p.add_argument("--num", type=int, default=1, help="prompts per idea")
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -194,14 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("render", help="render prompts with a diffusers pipeline")
-    _render_args(p, "stabilityai/sd-turbo")
+    _render_args(p, vars(RenderConfig()))
     p.add_argument("--out", default="renders", help="output folder")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("score", help="render prompts and print each reward component")
-    _render_args(p, "stabilityai/sd-turbo")
+    _render_args(p, None)
     p.add_argument("--ideas", nargs="*", default=None, help="ideas for the similarity reward (default: the prompts)")
-    p.add_argument("--preset", default="bloom-560m", help="preset whose rewards to use")
+    p.add_argument("--preset", default=None, help=f"preset whose rewards and render settings to use (default: "
+                   f"{DEFAULT_PRESET})")
     p.add_argument("--config", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_score)

@@ -1,7 +1,9 @@
 """The training configuration: one dataclass per component, plus YAML and `key=value` overrides.
 
-A preset (see `presets.py`) is just a named `TrainConfig`. Overrides use dotted keys:
-`ppo.lr=1e-4`, `render.num_inference_steps=4`, `steps=50`; values are parsed as YAML scalars.
+Each section checks its own fields in `__post_init__` (one-line errors naming the key), so no
+caller re-checks them. A preset (see `presets.py`) is a named set of values over the defaults,
+applied by `get_preset`. Overrides use dotted keys: `ppo.lr=1e-4`, `render.num_inference_steps=4`,
+`steps=50`; values are parsed as YAML scalars.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 import yaml
 
 from . import checks
+from .baselines import BASELINES
 from .generation import PromptGenerationConfig
 from .ppo_config import PPOConfig
+from .presets import PRESETS
 from .rendering import RenderConfig
 
 
@@ -95,7 +99,7 @@ class RewardsConfig:
 
     def __post_init__(self):
         checks.check_types(self, "rewards")
-        checks.one_of("rewards", "baseline", self.baseline, ("none", "per_idea", "group"))
+        checks.one_of("rewards", "baseline", self.baseline, tuple(BASELINES))
         for i, term in enumerate(self.terms):
             if not isinstance(term, dict) or not isinstance(term.get("type"), str):
                 raise ValueError(f"config key 'rewards.terms' item {i + 1} must be a mapping with a 'type' "
@@ -193,6 +197,11 @@ class TrainConfig:
         if self.rewards.baseline == "group" and self.samples_per_idea < 2:
             raise ValueError("config key 'rewards.baseline' is 'group', which compares samples of the same idea: "
                              f"set samples_per_idea >= 2 (got {self.samples_per_idea}).")
+        # The rollouts sample at generation.temperature; PPO's log-probs assume ppo.temperature.
+        if self.generation.temperature != self.ppo.temperature:
+            raise ValueError(f"config keys 'generation.temperature' ({self.generation.temperature}) and "
+                             f"'ppo.temperature' ({self.ppo.temperature}) differ; set one of them (the other "
+                             "follows) or both to the same value.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -234,6 +243,8 @@ def _coerce(value, hint, key: str):
 
 def update_dataclass(obj, values: dict, prefix: str = ""):
     """Return a copy of dataclass `obj` with nested `values` applied; unknown keys are errors."""
+    if isinstance(obj, TrainConfig):
+        values = one_temperature(values)
     types_ = _field_types(type(obj))
     changes = {}
     for key, value in values.items():
@@ -248,6 +259,23 @@ def update_dataclass(obj, values: dict, prefix: str = ""):
         else:
             changes[key] = _coerce(value, types_[key], full)
     return dataclasses.replace(obj, **changes)
+
+
+TEMPERATURE_SECTIONS = ("generation", "ppo")
+
+
+def one_temperature(values: dict) -> dict:
+    """`values` with a sampling temperature given under one of `generation` and `ppo` given
+    under both: the other follows. Given under both, they stay as they are (`TrainConfig`
+    refuses two different ones)."""
+    given = [
+        values[section]["temperature"]
+        for section in TEMPERATURE_SECTIONS
+        if isinstance(values.get(section), dict) and "temperature" in values[section]
+    ]
+    if len(given) != 1:
+        return values
+    return merge(values, {section: {"temperature": given[0]} for section in TEMPERATURE_SECTIONS})
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -268,10 +296,15 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def get_preset(name: str) -> TrainConfig:
+    """The `TrainConfig` of a named preset (see `presets.py`)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset '{name}'. Available presets: {', '.join(PRESETS)}.")
+    return update_dataclass(TrainConfig(), PRESETS[name]())
+
+
 def load_config(preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Preset, then YAML file, then `key=value` overrides, each on top of the last."""
-    from .presets import get_preset
-
     config = get_preset(preset) if preset else TrainConfig()
     if config_file:
         path = Path(config_file)
@@ -282,8 +315,9 @@ def load_config(preset: str | None = None, config_file: str | None = None, overr
             config = get_preset(data["preset"])
     else:
         data = {}
-    # YAML and overrides are applied together: checks across fields see the final values.
-    return update_dataclass(config, merge(data, parse_overrides(overrides or [])))
+    # YAML and overrides are applied together: checks across fields see the final values. A
+    # temperature set in one layer sets both keys there, so a file's pair yields to an override.
+    return update_dataclass(config, merge(one_temperature(data), one_temperature(parse_overrides(overrides or []))))
 
 
 def parse_yaml(text: str, what: str) -> dict:

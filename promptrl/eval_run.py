@@ -2,11 +2,13 @@
 
 A run directory (or its `model/`, or a checkpoint) names its start model in `promptrl.json`
 and its settings in `config.yaml`; the held-out ideas follow from those settings. Anything
-else can be given explicitly: `--base`, `--ideas`, `--preset`/`--config`/`--set`.
+else can be given explicitly: `--base`, `--ideas`, `--preset`/`--config`/`--set`. The settings
+a model directory records (`model_config`) also give `promptrl generate` its template.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -16,10 +18,11 @@ from .config import JUDGE_TYPES, TrainConfig, load_config
 from .evaluate import EvalResult, compare, heldout_split, resolve_judges
 from .generation import PromptGenerator
 from .models import ValueHeadModel, check_model_source
-from .presets import resolve_tiny
+from .presets import DEFAULT_PRESET
 from .rendering import Renderer
-from .rewards import build_config_reward
+from .rewards import reward_from_config
 from .rundir import CONFIG_FILE, EVAL_DIR, HELDOUT_FILE, MODEL_DIR, RUN_INFO_FILE, resolve_recorded
+from .tiny import resolve_tiny
 from .trainer import load_ideas
 
 logger = logging.getLogger("promptrl")
@@ -42,7 +45,7 @@ def locate(model: str, base: str | None = None) -> EvalTarget:
     if (path / MODEL_DIR / RUN_INFO_FILE).exists():
         path = path / MODEL_DIR
     check_model_source(str(path), "--model")
-    run_dir = next((d for d in (path, path.parent) if (d / CONFIG_FILE).exists()), None)
+    run_dir = run_dir_of(path)
     info = path / RUN_INFO_FILE
     if base is None:
         if not info.exists():
@@ -50,24 +53,34 @@ def locate(model: str, base: str | None = None) -> EvalTarget:
                 f"{model} records no start model ({RUN_INFO_FILE}); pass --base MODEL to compare against."
             )
         # recorded portably: `run:sft` (inside the run) or `tiny:policy` (a tiny stand-in)
-        base = resolve_recorded(json.loads(info.read_text())["start_model"], run_dir or path.parent)
-        if base.startswith("tiny:"):
-            from .tiny import tiny_assets
-
-            base = tiny_assets()[base.split(":", 1)[1]]
+        base = resolve_tiny(resolve_recorded(json.loads(info.read_text())["start_model"], run_dir or path.parent))
     check_model_source(base, "--base")
     return EvalTarget(str(path), str(base), run_dir)
+
+
+def run_dir_of(model: Path) -> Path | None:
+    """The run a model directory belongs to: itself or its parent, whichever holds a config.yaml."""
+    return next((d for d in (model, model.parent) if (d / CONFIG_FILE).exists()), None)
+
+
+def model_config(model: Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The settings `model` was trained with: its run's config.yaml, else the preset its
+    promptrl.json names, else the default preset; then `overrides`."""
+    run_dir = run_dir_of(model)
+    if run_dir is not None:
+        return load_config(None, str(run_dir / CONFIG_FILE), overrides)
+    info = model / RUN_INFO_FILE
+    preset = json.loads(info.read_text()).get("preset") if info.exists() else None
+    return load_config(preset or DEFAULT_PRESET, None, overrides)
 
 
 def eval_config(
     target: EvalTarget, preset: str | None, config_file: str | None, overrides: list[str]
 ) -> TrainConfig:
-    """The run's own config unless a preset or config file is named; then `--set` overrides."""
+    """The tuned model's own settings unless a preset or config file is named; then `--set`
+    overrides."""
     if preset is None and config_file is None:
-        if target.run_dir is not None:
-            config_file = str(target.run_dir / CONFIG_FILE)
-        else:
-            preset = "tiny"
+        return resolve_tiny(model_config(Path(target.tuned), overrides))
     return resolve_tiny(load_config(preset, config_file, overrides))
 
 
@@ -95,7 +108,7 @@ def evaluate_model(
             )
     target = locate(model, base)
     config = eval_config(target, preset, config_file, overrides or [])
-    e = config.eval
+    e = config.eval if samples is None else dataclasses.replace(config.eval, samples=samples)  # checked there
     recorded = target.run_dir / HELDOUT_FILE if target.run_dir is not None else None
     if ideas is not None:
         idea_list = load_ideas(ideas)
@@ -114,17 +127,12 @@ def evaluate_model(
             raise ValueError(
                 f"the config holds no ideas out (eval.heldout={e.heldout}, {config.ideas!r}); pass --ideas FILE."
             )
-    samples = e.samples if samples is None else samples
-    if samples < 1:
-        raise ValueError(f"--samples must be at least 1; got {samples}.")
-    specs = [{"type": t} for t in rewards] if rewards else config.rewards.terms
+    specs = [{"type": t} for t in rewards] if rewards else None  # None: the run's reward
     judge_specs = resolve_judges(e.judges, config.rewards) + [{"type": t} for t in judges or []]
     judge_specs = list({j.get("name", j["type"]): j for j in judge_specs}.values())
     renderer = Renderer(config.render)
-    reward = build_config_reward(specs, config.rewards, renderer.device)
-    judge = (
-        build_config_reward(judge_specs, config.rewards, renderer.device) if judge_specs else None
-    )
+    reward = reward_from_config(config.rewards, renderer.device, specs)
+    judge = reward_from_config(config.rewards, renderer.device, judge_specs) if judge_specs else None
 
     def generator(name: str) -> PromptGenerator:
         from transformers import AutoTokenizer
@@ -139,7 +147,7 @@ def evaluate_model(
         renderer,
         reward,
         idea_list,
-        samples,
+        e.samples,
         e.seed,
         judge,
         e.bootstrap,

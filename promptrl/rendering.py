@@ -258,9 +258,11 @@ class Renderer:
             chunks.append(out.images.to(self.device, torch.float32))
         images = torch.cat(chunks)
 
-        pil = None
-        if return_pil:
-            from diffusers.image_processor import VaeImageProcessor
-
-            pil = VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images))
+        pil = to_pil(images) if return_pil else None
         return RenderOutput(images, fitted, [int(s) for s in seeds], truncated, pil)
+
+
+def to_pil(images: torch.Tensor) -> list[PIL.Image.Image]:
+    """``[batch, 3, H, W]`` floats in [0, 1] -> PIL images."""
+    arr = (images.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [PIL.Image.fromarray(a) for a in arr]

@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from .generation import respond_to_batch
+from .paths import build_atomically, default_cache_dir
 from .rendering import resolve_device
-from .tiny import SEED, build_atomically, default_cache_dir, train_policy_tokenizer
+from .tiny_models import SEED, train_policy_tokenizer
 
 BUNDLED_REVIEWS = Path(__file__).parent / "data" / "reviews.txt"
 LM_NAME = "lvwerra/gpt2-imdb"

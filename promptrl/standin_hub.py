@@ -35,7 +35,10 @@ from pathlib import Path
 
 import torch
 
-from .tiny import DATA_DIR, SEED, build_atomically, write_clip_bpe_files
+from .clip_rewards import AestheticMLP
+from .paths import build_atomically, default_weights_cache
+from .standin_lms import save_json, write_bloom, write_gpt2
+from .tiny_models import SEED, write_clip_bpe_files
 
 REVISION = hashlib.sha1(b"promptrl stand-in hub").hexdigest()
 """The commit every stand-in repository's ``refs/main`` points at."""
@@ -47,58 +50,6 @@ OPENCLIP_VIT_L_14 = "timm/vit_large_patch14_clip_224.openai"
 AESTHETIC = ("camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth")
 SIZES = ("small", "full")
 
-# Architecture fields of the real configs; "small" replaces the sizes only.
-_BLOOM_CONFIG = {
-    "apply_residual_connection_post_layernorm": False,
-    "architectures": ["BloomForCausalLM"],
-    "attention_dropout": 0.0,
-    "attention_softmax_in_fp32": True,
-    "bias_dropout_fusion": True,
-    "bos_token_id": 1,
-    "eos_token_id": 2,
-    "pad_token_id": 3,
-    "unk_token_id": 0,
-    "hidden_dropout": 0.0,
-    "initializer_range": 0.02,
-    "layer_norm_epsilon": 1e-05,
-    "masked_softmax_fusion": True,
-    "model_type": "bloom",
-    "n_inner": None,
-    "offset_alibi": 100,
-    "pretraining_tp": 1,
-    "skip_bias_add": True,
-    "skip_bias_add_qkv": False,
-    "slow_but_exact": False,
-    "use_cache": True,
-    "n_embed": 1024,
-    "n_layer": 24,
-    "num_attention_heads": 16,
-    "vocab_size": 250880,
-}
-_GPT2_CONFIG = {
-    "activation_function": "gelu_new",
-    "architectures": ["GPT2LMHeadModel"],
-    "attn_pdrop": 0.1,
-    "bos_token_id": 50256,
-    "eos_token_id": 50256,
-    "embd_pdrop": 0.1,
-    "initializer_range": 0.02,
-    "layer_norm_epsilon": 1e-05,
-    "model_type": "gpt2",
-    "n_ctx": 1024,
-    "n_embd": 768,
-    "n_head": 12,
-    "n_layer": 12,
-    "n_positions": 1024,
-    "resid_pdrop": 0.1,
-    "summary_activation": None,
-    "summary_first_dropout": 0.1,
-    "summary_proj_to_labels": True,
-    "summary_type": "cls_index",
-    "summary_use_proj": True,
-    "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
-    "vocab_size": 50257,
-}
 _SD_TURBO_INDEX = {
     "_class_name": "StableDiffusionPipeline",
     "_diffusers_version": "0.24.0.dev0",
@@ -134,13 +85,6 @@ _SD_TURBO_SCHEDULER = {
 }
 
 
-def default_weights_cache() -> Path:
-    """Where the real-size ViT-L-14 weights are kept between sessions (0.9 GB):
-    ``$PROMPTRL_STANDIN_WEIGHTS``, else ``~/.cache/promptrl/standin-weights``."""
-    env = os.environ.get("PROMPTRL_STANDIN_WEIGHTS")
-    return Path(env) if env else Path.home() / ".cache" / "promptrl" / "standin-weights"
-
-
 def repo_dir(hub_cache: Path, repo_id: str) -> Path:
     """The snapshot folder of ``repo_id`` in a hub cache (``models--org--name/snapshots/<rev>``)."""
     return Path(hub_cache) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / REVISION
@@ -154,121 +98,6 @@ def _install(hub_cache: Path, repo_id: str, write: Callable[[Path], None]) -> No
     refs = snapshot.parent.parent / "refs"
     refs.mkdir(exist_ok=True)
     (refs / "main").write_text(REVISION)
-
-
-def _save_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _bpe(special_first: list[str], special_last: list[str], vocab_size: int):
-    """A byte-level BPE (as BLOOM's and GPT-2's) trained on the bundled prompts, with special
-    tokens at the ids the real tokenizers give them: first in the vocabulary, or last."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(special_last),
-        special_tokens=special_first,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    texts = [
-        part
-        for name in ("ideas.txt", "prompts.txt")
-        for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines()
-        for part in line.split("\t")
-    ]
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.add_special_tokens(special_last)
-    return tok
-
-
-def _lm_weights(config, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Random weights of a causal LM with base-model keys (``h.0...``, no ``transformer.``
-    prefix and no tied LM head), as the original BLOOM and GPT-2 checkpoints store them."""
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(SEED)
-    model = AutoModelForCausalLM.from_config(config)
-    state = model.base_model.state_dict()
-    return {k: v.to(dtype).contiguous() for k, v in state.items() if not k.endswith(".attn.bias")}
-
-
-def _write_bloom(root: Path, size: str) -> None:
-    from safetensors.torch import save_file
-    from transformers import BloomConfig, PreTrainedTokenizerFast
-
-    raw = dict(_BLOOM_CONFIG)
-    tok = _bpe(["<unk>", "<s>", "</s>", "<pad>"], [], 1000)
-    if size == "small":
-        raw.update(n_embed=64, n_layer=2, num_attention_heads=4, vocab_size=tok.get_vocab_size())
-    _save_json(root / "config.json", raw)
-    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(root)
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        (root / name).unlink(missing_ok=True)
-    _save_json(
-        root / "special_tokens_map.json",
-        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
-    )
-    _save_json(
-        root / "tokenizer_config.json",
-        {
-            "add_prefix_space": False,
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "model_max_length": 1000000000000000019884624838656,
-            "pad_token": "<pad>",
-            "padding_side": "left",
-            "tokenizer_class": "BloomTokenizerFast",
-            "unk_token": "<unk>",
-        },
-    )
-    config = BloomConfig(**{k: v for k, v in raw.items() if k != "architectures"})
-    save_file(
-        _lm_weights(config, torch.float16),
-        str(root / "model.safetensors"),
-        metadata={"format": "pt"},
-    )
-
-
-def _write_gpt2(root: Path, size: str) -> None:
-    from safetensors.torch import save_file
-    from transformers import GPT2Config
-
-    raw = dict(_GPT2_CONFIG)
-    tok = _bpe([], ["<|endoftext|>"], 1000)
-    eos = tok.get_vocab_size() - 1
-    if size == "small":
-        raw.update(
-            n_embd=64,
-            n_layer=2,
-            n_head=4,
-            n_ctx=256,
-            n_positions=256,
-            vocab_size=eos + 1,
-            bos_token_id=eos,
-            eos_token_id=eos,
-        )
-    _save_json(root / "config.json", raw)
-    _save_json(
-        root / "generation_config.json",
-        {"bos_token_id": raw["bos_token_id"], "eos_token_id": raw["eos_token_id"]},
-    )
-    tok.save(str(root / "tokenizer.json"))
-    model = json.loads(tok.to_str())["model"]
-    _save_json(root / "vocab.json", model["vocab"])
-    merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
-    (root / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    _save_json(root / "tokenizer_config.json", {"model_max_length": raw["n_positions"]})
-    config = GPT2Config(**{k: v for k, v in raw.items() if k != "architectures"})
-    save_file(
-        _lm_weights(config, torch.float32),
-        str(root / "model.safetensors"),
-        metadata={"format": "pt"},
-    )
 
 
 def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
@@ -335,8 +164,8 @@ def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
         "pad_token": "!",
         "unk_token": "<|endoftext|>",
     }
-    _save_json(root / "tokenizer" / "special_tokens_map.json", special)
-    _save_json(
+    save_json(root / "tokenizer" / "special_tokens_map.json", special)
+    save_json(
         root / "tokenizer" / "tokenizer_config.json",
         {
             "add_prefix_space": False,
@@ -347,8 +176,8 @@ def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
             **special,
         },
     )
-    _save_json(root / "scheduler" / "scheduler_config.json", _SD_TURBO_SCHEDULER)
-    _save_json(root / "model_index.json", _SD_TURBO_INDEX)
+    save_json(root / "scheduler" / "scheduler_config.json", _SD_TURBO_SCHEDULER)
+    save_json(root / "model_index.json", _SD_TURBO_INDEX)
 
 
 def vit_l_14_weights(cache: Path | None = None) -> Path:
@@ -371,8 +200,6 @@ def vit_l_14_weights(cache: Path | None = None) -> Path:
 
 
 def _write_aesthetic(root: Path) -> None:
-    from .rewards import AestheticMLP
-
     torch.manual_seed(SEED)
     torch.save(AestheticMLP(768).state_dict(), root / AESTHETIC[1])  # a pickled .pth, as published
 
@@ -395,8 +222,8 @@ def build_standin_hub(
 
     def build(tmp: Path) -> None:
         hub = tmp / "hub"
-        _install(hub, BLOOM, lambda root: _write_bloom(root, size))
-        _install(hub, GPT2, lambda root: _write_gpt2(root, size))
+        _install(hub, BLOOM, lambda root: write_bloom(root, size))
+        _install(hub, GPT2, lambda root: write_gpt2(root, size))
         _install(hub, SD_TURBO, lambda root: _write_sd_turbo(root, size, sd_variants))
         _install(hub, AESTHETIC[0], _write_aesthetic)
         # A link, like the hub cache's own snapshot -> blob links: the 0.9 GB file exists once.

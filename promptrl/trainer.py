@@ -26,16 +26,17 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from . import rundir
+from .baselines import make_baseline
 from .config import TrainConfig, save_config
-from .evaluate import compare_samples, heldout_split, resolve_judges, sample_and_score
+from .evaluate import compare_samples, heldout_split, judges_from_config, sample_and_score
 from .generation import PromptGenerator
 from .models import ValueHeadModel, check_model_source
 from .plots import image_grid, plot_report
 from .ppo import PPOTrainer
-from .presets import resolve_tiny
-from .rendering import Renderer
-from .rewards import PerIdeaBaseline, build_config_reward, score
+from .rendering import Renderer, to_pil
+from .rewards import reward_from_config, score
 from .sft import load_corpus, supervised_finetune
+from .tiny import resolve_tiny, unresolve_tiny
 
 logger = logging.getLogger("promptrl")
 
@@ -107,35 +108,10 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def to_pil(images: torch.Tensor) -> list:
-    """`[batch, 3, H, W]` floats in [0, 1] -> PIL images."""
-    from PIL import Image
-
-    arr = (images.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in arr]
-
-
 def distinct_bigrams(prompts: list[str]) -> float:
     """Distinct word bigrams / all bigrams over the batch: falls toward 0 when prompts collapse."""
     grams = [tuple(w[i : i + 2]) for p in prompts for w in [p.lower().split()] for i in range(len(w) - 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def group_normalize(ideas: list[str], rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """`(r - mean) / (std + eps)` over the samples of the same idea in this batch.
-
-    With one image seed per idea, samples of an idea differ only by their prompts, so this
-    keeps exactly the part of the reward the prompt is responsible for.
-    """
-    out = torch.zeros_like(rewards, dtype=torch.float32)
-    groups: dict[str, list[int]] = {}
-    for i, idea in enumerate(ideas):
-        groups.setdefault(idea, []).append(i)
-    for rows in groups.values():
-        values = rewards[rows].float()
-        std = values.std() if len(rows) > 1 else torch.zeros(())
-        out[rows] = (values - values.mean()) / (std + eps)
-    return out
 
 
 class PromptTrainer:
@@ -160,10 +136,8 @@ class PromptTrainer:
         renderer: Renderer | None = None,
         overwrite: bool = False,
     ):
-        self.given_config = config  # recorded in config.yaml as given: tiny:<asset> names stay portable
+        self.given_config = unresolve_tiny(config)  # recorded in config.yaml with tiny:<asset> names: portable
         config = resolve_tiny(config)
-        if config.ppo.temperature != config.generation.temperature:
-            config = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo, temperature=config.generation.temperature))
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.overwrite = overwrite
@@ -180,15 +154,15 @@ class PromptTrainer:
         self.ideas, self.heldout = heldout_split(
             load_ideas(ideas if ideas is not None else config.ideas), config.eval.heldout, config.seed)
         device = self.accelerator.device
-        self.reward = reward if reward is not None else build_config_reward(config.rewards.terms, config.rewards, device)
+        self.reward = reward if reward is not None else reward_from_config(config.rewards, device)
         if renderer is None:
             render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
             renderer = Renderer(render_cfg)
         self.renderer = renderer
         self.judges = None
         if self.heldout:
-            self.judges = build_config_reward(resolve_judges(config.eval.judges, config.rewards), config.rewards, device)
-        self.baseline = PerIdeaBaseline() if config.rewards.baseline == "per_idea" else None
+            self.judges = judges_from_config(config, device)
+        self.baseline = make_baseline(config.rewards.baseline)
         self.step = 0
         self.bad_steps = 0
         self.history: list[dict] = []
@@ -257,7 +231,7 @@ class PromptTrainer:
             self.step = state["step"]
             self.history = state["history"]
             self.before = state.get("before")
-            if self.baseline is not None and state.get("baseline") is not None:
+            if state.get("baseline") is not None:
                 self.baseline.load_state_dict(state["baseline"])
             _set_rng_state(state["rng"])
         if self.accelerator.is_main_process:
@@ -323,12 +297,7 @@ class PromptTrainer:
         ideas = self.ideas_for_step(self.step)
         save_images = cfg.image_every > 0 and (self.step + 1) % cfg.image_every == 0
         rollout, render, total, components, times = self.rollout_and_score(ideas, record=self.records_while_sampling)
-        if self.baseline is not None:
-            scores = self.baseline.normalize(ideas, total)
-        elif cfg.rewards.baseline == "group":
-            scores = group_normalize(ideas, total)
-        else:
-            scores = total
+        scores = self.baseline.normalize(ideas, total)
         t0 = time.perf_counter()
         stats = self.guarded_ppo_step(rollout.queries, rollout.responses, scores, rollout.recorded)
         times["time/optimize"] = time.perf_counter() - t0
@@ -438,7 +407,7 @@ class PromptTrainer:
             "history": self.history,
             "before": self.before,
             "start_model": self.start_record,
-            "baseline": self.baseline.state_dict() if self.baseline is not None else None,
+            "baseline": self.baseline.state_dict(),
         }
         return rundir.save_checkpoint(self.output_dir, self.step, self._save_model, state, self.config.keep_checkpoints)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
 
 from promptrl.cli import main
-from promptrl.config import load_config, parse_overrides
-from promptrl.presets import PRESETS, get_preset
+from promptrl.config import get_preset, load_config, parse_overrides
+from promptrl.presets import PRESETS
 
 
 def test_overrides_parse_nested_and_typed():
@@ -77,3 +79,69 @@ def test_help_and_module_entry_point():
         with pytest.raises(SystemExit) as info:
             main([command, "--help"])
         assert info.value.code == 0
+
+
+def test_one_sampling_temperature(tmp_path):
+    # Given once, under either key, the other follows.
+    for key in ("generation.temperature", "ppo.temperature"):
+        config = load_config("tiny", None, [f"{key}=0.7"])
+        assert config.generation.temperature == config.ppo.temperature == 0.7
+    # Given twice with different values: one line naming both keys and values.
+    with pytest.raises(ValueError) as err:
+        load_config("tiny", None, ["generation.temperature=0.7", "ppo.temperature=0.9"])
+    assert str(err.value).count("\n") == 0
+    assert "'generation.temperature' (0.7)" in str(err.value) and "'ppo.temperature' (0.9)" in str(err.value)
+    # A run's config.yaml records both; an override of one of them sets both.
+    path = tmp_path / "config.yaml"
+    path.write_text("generation:\n  temperature: 0.7\nppo:\n  temperature: 0.7\n")
+    config = load_config("tiny", str(path), ["generation.temperature=0.5"])
+    assert config.generation.temperature == config.ppo.temperature == 0.5
+    # A whole TrainConfig built in Python decides too: two different values are refused.
+    with pytest.raises(ValueError, match="'generation.temperature' .0.7. and 'ppo.temperature' .1.0. differ"):
+        dataclasses.replace(
+            get_preset("tiny"),
+            generation=dataclasses.replace(get_preset("tiny").generation, temperature=0.7),
+        )
+
+
+def test_score_defaults_to_the_default_preset(capsys):
+    import inspect
+
+    from promptrl.app import build_app
+    from promptrl.presets import DEFAULT_PRESET
+
+    assert inspect.signature(build_app).parameters["preset"].default == DEFAULT_PRESET == "tiny"
+    # No --preset: the tiny preset's rewards and render settings, so it runs offline.
+    assert main(["score", "a red fox, oil painting"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert set(row) == {"prompt", "reward", "aesthetic", "similarity", "penalty"}
+    # The tiny preset's weights: 1 each.
+    assert row["reward"] == pytest.approx(row["aesthetic"] + row["similarity"] + row["penalty"], abs=1e-4)
+
+
+def test_generate_reads_the_template_its_model_recorded(tmp_path, monkeypatch):
+    import shutil
+
+    from promptrl import generation
+    from promptrl.config import save_config
+    from promptrl.presets import TEMPLATE
+    from promptrl.tiny import tiny_assets
+
+    templates = []
+    real = generation.PromptGenerator
+
+    def recording(model, tokenizer, config):
+        templates.append(config.template)
+        return real(model, tokenizer, config)
+
+    monkeypatch.setattr(generation, "PromptGenerator", recording)
+    run, bare = tmp_path / "run", tmp_path / "bare"
+    shutil.copytree(tiny_assets()["policy"], run / "model")
+    shutil.copytree(tiny_assets()["policy"], bare)
+    tiny = get_preset("tiny")
+    own = dataclasses.replace(tiny.generation, template="Q: {idea} A:")
+    save_config(dataclasses.replace(tiny, generation=own), run / "config.yaml")
+    for model, flags in ((run / "model", []), (run / "model", ["--template", "{idea},"]), (bare, [])):
+        assert main(["generate", "--model", str(model), "--max-new-tokens", "2", *flags, "a fox"]) == 0
+    # the run's config.yaml; the flag over it; a directory that records none: the default preset's
+    assert templates == ["Q: {idea} A:", "{idea},", TEMPLATE]

@@ -13,8 +13,7 @@ import typing
 import pytest
 
 from promptrl.cli import main
-from promptrl.config import TrainConfig, update_dataclass
-from promptrl.presets import get_preset
+from promptrl.config import TrainConfig, get_preset, update_dataclass
 
 PATHLIKE = "../../etc/passwd"
 CHOICES = {"rewards.baseline", "render.seed_mode", "render.dtype", "ppo.mixed_precision"}

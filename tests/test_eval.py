@@ -20,7 +20,7 @@ from promptrl.evaluate import (
     resolve_judges,
 )
 from promptrl.plots import plot_report
-from promptrl.presets import resolve_tiny
+from promptrl.tiny import resolve_tiny
 from promptrl.trainer import PromptTrainer, load_ideas
 
 # A reward the tiny policy learns in a dozen steps: the penalty for words beyond the first

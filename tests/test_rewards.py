@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from promptrl.baselines import PerIdeaBaseline
+from promptrl.clip_rewards import AestheticMLP
 from promptrl.rewards import (
-    AestheticMLP,
     AestheticReward,
     ClipModel,
     ClipSimilarityReward,
-    PerIdeaBaseline,
     PromptPenalty,
     RewardError,
     WeightedSum,
@@ -79,7 +79,7 @@ def test_text_embeddings_encode_each_distinct_text_once(assets, monkeypatch):
     assert calls == [1]  # only the unseen text, once
     torch.testing.assert_close(again[0], fresh[1])
     torch.testing.assert_close(again[1], again[3])
-    monkeypatch.setattr("promptrl.rewards.TEXT_CACHE_SIZE", 2)
+    monkeypatch.setattr("promptrl.embedders.TEXT_CACHE_SIZE", 2)
     clip.text_embeddings(["x"])
     assert list(clip._texts) == ["a new idea", "x"]  # the oldest are dropped
 

@@ -156,3 +156,43 @@ def test_aesthetic_weights_have_the_laion_layout(assets):
         "layers.7.weight": (1, 16),
         "layers.7.bias": (1,),
     }
+
+
+def test_tiny_names_resolve_and_unresolve(assets):
+    from promptrl.config import get_preset
+
+    named = get_preset("tiny")
+    resolved = tiny.resolve_tiny(named)
+    assert resolved.policy.model == assets["policy"]
+    assert resolved.rewards.hps_model == resolved.rewards.clip_model == tiny.TINY_CLIP_NAME
+    assert tiny.unresolve_tiny(resolved) == named
+    assert tiny.resolve_tiny("tiny:pipeline") == assets["pipeline"]
+    assert tiny.unresolve_tiny("/elsewhere/model") == "/elsewhere/model"
+    with pytest.raises(ValueError, match="Unknown tiny asset 'nope'"):
+        tiny.resolve_tiny("tiny:nope")
+
+
+def test_a_run_records_tiny_names_not_cache_paths(assets, tmp_path, monkeypatch):
+    """A config resolved before training (as the notebook does) is recorded with its
+    `tiny:<asset>` names, so config.yaml holds no absolute path and the run dir can move."""
+    import yaml
+
+    from promptrl.config import load_config
+    from promptrl.trainer import PromptTrainer
+
+    monkeypatch.chdir(tmp_path)
+    settings = ["output_dir=run", "sft.enabled=false", "trackers=[]", "progress=false"]
+    trainer = PromptTrainer(tiny.resolve_tiny(load_config("tiny", None, settings)))
+    trainer.setup()
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    assert not [s for s in strings(recorded) if os.path.isabs(s)]
+    assert recorded["policy"]["model"] == "tiny:policy" and trainer.start_record == "tiny:policy"
+    assert recorded["rewards"]["clip_pretrained"] == "tiny:clip_pretrained"

@@ -13,7 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import load_config
-from ..presets import resolve_tiny
+from ..presets import DEFAULT_PRESET
+from ..tiny import resolve_tiny
 from . import evaluate_tab, generate_tab, model_tab, render_tab, train_tab
 from .context import AppContext
 from .limits import Limits
@@ -25,7 +26,7 @@ TABS = (generate_tab, render_tab, train_tab, evaluate_tab, model_tab)
 
 
 def build_app(
-    preset: str | None = "tiny",
+    preset: str | None = DEFAULT_PRESET,
     model_dir: str | None = None,
     base_dir: str | None = None,
     config_file: str | None = None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..evaluate import compare, heldout_split, resolve_judges
-from ..rewards import WeightedSum, build_config_reward
+from ..evaluate import compare, heldout_split, judges_from_config
+from ..rewards import WeightedSum
 from ..trainer import load_ideas
 from .context import AppContext
 from .limits import UserError, friendly, number, parse_ideas
@@ -57,9 +57,7 @@ def events(ctx: AppContext) -> None:
     def judge() -> WeightedSum:
         with models.lock:
             if not judges:
-                cfg = models.config
-                specs = resolve_judges(cfg.eval.judges, cfg.rewards)
-                judges.append(build_config_reward(specs, cfg.rewards, models.renderer().device))
+                judges.append(judges_from_config(models.config, models.renderer().device))
             return judges[0]
 
     @friendly(3)

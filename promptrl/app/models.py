@@ -16,9 +16,9 @@ import torch
 from .. import rundir
 from ..config import TrainConfig, load_config
 from ..generation import PromptGenerator
-from ..presets import resolve_tiny
 from ..rendering import Renderer, resolve_device
-from ..rewards import WeightedSum, build_config_reward, weighted_terms
+from ..rewards import WeightedSum, reward_from_config, weighted_terms
+from ..tiny import resolve_tiny
 from .limits import Limits, UserError
 
 REWARD_TYPES = ("aesthetic", "similarity", "penalty")
@@ -63,11 +63,7 @@ def find_start_model(policy_dir: Path, run_dir: Path | None) -> tuple[str, str]:
         start, how = config.policy.model, "the run's config.yaml"
         if config.sft.enabled:
             start, how = str(run_dir / rundir.SFT_DIR), "the run's supervised warm start"
-    if start.startswith("tiny:"):
-        from ..tiny import tiny_assets
-
-        start = tiny_assets()[start.split(":", 1)[1]]
-    return start, how
+    return resolve_tiny(start), how
 
 
 def n_params(model: torch.nn.Module) -> str:
@@ -140,7 +136,7 @@ class Models:
             if self._rewards is None:
                 r = self.config.rewards
                 specs = weighted_terms(r.terms, dict.fromkeys(REWARD_TYPES, 1.0))
-                built = build_config_reward(specs, r, self.renderer().device)
+                built = reward_from_config(r, self.renderer().device, specs)
                 configured = {
                     s.get("name", s["type"]): float(s.get("weight", 1.0)) for s in r.terms
                 }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..presets import DEFAULT_PRESET
 from .build import build_app
 from .limits import Limits
 
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     """`python app.py [--preset tiny] [--model DIR] [--share --auth user:pw] [--host H] [--port N]`."""
     p = argparse.ArgumentParser(prog="app.py", description="Serve the promptrl Gradio app.")
     p.add_argument(
-        "--preset", default="tiny", help="named config: tiny (offline, CPU), bloom-560m, gpt2"
+        "--preset",
+        default=DEFAULT_PRESET,
+        help=f"named config: tiny (offline, CPU), bloom-560m, gpt2 (default: {DEFAULT_PRESET})",
     )
     p.add_argument(
         "--model",

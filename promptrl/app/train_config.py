@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import TrainConfig, merge, parse_overrides, parse_yaml, update_dataclass
-from ..presets import PRESETS, get_preset
+from ..baselines import BASELINES
+from ..config import TrainConfig, get_preset, merge, parse_overrides, parse_yaml, update_dataclass
+from ..presets import PRESETS
 from ..rewards import weighted_terms
 from .limits import Limits, UserError, number
 
@@ -70,7 +71,7 @@ ALLOWED: dict[str, Knob] = {
     "generation.top_p": _float(0.05, 1.0),
     "render.num_inference_steps": _int(1, "render_steps"),
     "render.guidance_scale": _float(0.0, 20.0),
-    "rewards.baseline": Knob("choice", choices=("none", "per_idea", "group")),
+    "rewards.baseline": Knob("choice", choices=tuple(BASELINES)),
     "sft.enabled": FLAG,
     "sft.epochs": _int(1, 5),
     "sft.lr": _float(1e-7, 1e-2),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..presets import PRESETS
+from ..presets import DEFAULT_PRESET, PRESETS
 from ..trainer import load_ideas
 from .context import AppContext
 from .limits import friendly, parse_ideas, upload_text
@@ -23,7 +23,7 @@ def layout(ctx: AppContext) -> None:
         with gr.Row():
             preset = gr.Dropdown(
                 list(PRESETS),
-                value=ctx.config.preset if ctx.config.preset in PRESETS else "tiny",
+                value=ctx.config.preset if ctx.config.preset in PRESETS else DEFAULT_PRESET,
                 label="Preset",
             )
             config_upload = gr.File(

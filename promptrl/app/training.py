@@ -17,9 +17,9 @@ import pandas as pd
 
 from .. import rundir
 from ..config import TrainConfig
-from ..presets import resolve_tiny
 from ..rendering import resolve_device
-from ..rewards import WeightedSum, build_config_reward
+from ..rewards import WeightedSum, reward_from_config
+from ..tiny import resolve_tiny
 from ..trainer import PromptTrainer
 from .limits import UserError
 
@@ -85,10 +85,7 @@ class TrainingRun:
         try:
             reward = None
             if self.extra_rewards:
-                resolved = resolve_tiny(config)
-                built = build_config_reward(
-                    resolved.rewards.terms, resolved.rewards, resolve_device(None)
-                )
+                built = reward_from_config(resolve_tiny(config.rewards), resolve_device(None))
                 reward = WeightedSum({**built.terms, **self.extra_rewards})
             trainer = PromptTrainer(config, reward=reward, ideas=ideas)
             self.trainer = trainer

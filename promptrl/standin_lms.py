@@ -1,0 +1,182 @@
+"""The stand-in hub's language models: ``bigscience/bloom-560m`` and ``gpt2`` as published
+(config, tokenizer files, weights with base-model keys), with random weights and, for
+``size="small"``, shrunk sizes. ``standin_hub.py`` installs them in the hub cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .paths import DATA_DIR
+from .tiny_models import SEED
+
+# Architecture fields of the real configs; "small" replaces the sizes only.
+_BLOOM_CONFIG = {
+    "apply_residual_connection_post_layernorm": False,
+    "architectures": ["BloomForCausalLM"],
+    "attention_dropout": 0.0,
+    "attention_softmax_in_fp32": True,
+    "bias_dropout_fusion": True,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 3,
+    "unk_token_id": 0,
+    "hidden_dropout": 0.0,
+    "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05,
+    "masked_softmax_fusion": True,
+    "model_type": "bloom",
+    "n_inner": None,
+    "offset_alibi": 100,
+    "pretraining_tp": 1,
+    "skip_bias_add": True,
+    "skip_bias_add_qkv": False,
+    "slow_but_exact": False,
+    "use_cache": True,
+    "n_embed": 1024,
+    "n_layer": 24,
+    "num_attention_heads": 16,
+    "vocab_size": 250880,
+}
+_GPT2_CONFIG = {
+    "activation_function": "gelu_new",
+    "architectures": ["GPT2LMHeadModel"],
+    "attn_pdrop": 0.1,
+    "bos_token_id": 50256,
+    "eos_token_id": 50256,
+    "embd_pdrop": 0.1,
+    "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05,
+    "model_type": "gpt2",
+    "n_ctx": 1024,
+    "n_embd": 768,
+    "n_head": 12,
+    "n_layer": 12,
+    "n_positions": 1024,
+    "resid_pdrop": 0.1,
+    "summary_activation": None,
+    "summary_first_dropout": 0.1,
+    "summary_proj_to_labels": True,
+    "summary_type": "cls_index",
+    "summary_use_proj": True,
+    "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+    "vocab_size": 50257,
+}
+
+
+def save_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _bpe(special_first: list[str], special_last: list[str], vocab_size: int):
+    """A byte-level BPE (as BLOOM's and GPT-2's) trained on the bundled prompts, with special
+    tokens at the ids the real tokenizers give them: first in the vocabulary, or last."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(special_last),
+        special_tokens=special_first,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    texts = [
+        part
+        for name in ("ideas.txt", "prompts.txt")
+        for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines()
+        for part in line.split("\t")
+    ]
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_special_tokens(special_last)
+    return tok
+
+
+def _lm_weights(config, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Random weights of a causal LM with base-model keys (``h.0...``, no ``transformer.``
+    prefix and no tied LM head), as the original BLOOM and GPT-2 checkpoints store them."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(SEED)
+    model = AutoModelForCausalLM.from_config(config)
+    state = model.base_model.state_dict()
+    return {k: v.to(dtype).contiguous() for k, v in state.items() if not k.endswith(".attn.bias")}
+
+
+def write_bloom(root: Path, size: str) -> None:
+    from safetensors.torch import save_file
+    from transformers import BloomConfig, PreTrainedTokenizerFast
+
+    raw = dict(_BLOOM_CONFIG)
+    tok = _bpe(["<unk>", "<s>", "</s>", "<pad>"], [], 1000)
+    if size == "small":
+        raw.update(n_embed=64, n_layer=2, num_attention_heads=4, vocab_size=tok.get_vocab_size())
+    save_json(root / "config.json", raw)
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(root)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        (root / name).unlink(missing_ok=True)
+    save_json(
+        root / "special_tokens_map.json",
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+    )
+    save_json(
+        root / "tokenizer_config.json",
+        {
+            "add_prefix_space": False,
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "model_max_length": 1000000000000000019884624838656,
+            "pad_token": "<pad>",
+            "padding_side": "left",
+            "tokenizer_class": "BloomTokenizerFast",
+            "unk_token": "<unk>",
+        },
+    )
+    config = BloomConfig(**{k: v for k, v in raw.items() if k != "architectures"})
+    save_file(
+        _lm_weights(config, torch.float16),
+        str(root / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+
+
+def write_gpt2(root: Path, size: str) -> None:
+    from safetensors.torch import save_file
+    from transformers import GPT2Config
+
+    raw = dict(_GPT2_CONFIG)
+    tok = _bpe([], ["<|endoftext|>"], 1000)
+    eos = tok.get_vocab_size() - 1
+    if size == "small":
+        raw.update(
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            n_ctx=256,
+            n_positions=256,
+            vocab_size=eos + 1,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    save_json(root / "config.json", raw)
+    save_json(
+        root / "generation_config.json",
+        {"bos_token_id": raw["bos_token_id"], "eos_token_id": raw["eos_token_id"]},
+    )
+    tok.save(str(root / "tokenizer.json"))
+    model = json.loads(tok.to_str())["model"]
+    save_json(root / "vocab.json", model["vocab"])
+    merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
+    (root / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    save_json(root / "tokenizer_config.json", {"model_max_length": raw["n_positions"]})
+    config = GPT2Config(**{k: v for k, v in raw.items() if k != "architectures"})
+    save_file(
+        _lm_weights(config, torch.float32),
+        str(root / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
