@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         app_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
+    error = None
     with logs.configure(verbose=args.verbose):
         try:
             args.func(args)
@@ -233,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.verbose:
                 raise
             logger.debug("promptrl %s failed", args.command, exc_info=True)  # the traceback, for the log file
-            print(f"promptrl {args.command}: error: {err}", file=sys.stderr)
-            return 2
+            error = err
+    if error is not None:  # after the log's last words: the error is the line to read
+        print(f"promptrl {args.command}: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

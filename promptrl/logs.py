@@ -71,6 +71,22 @@ class _Console(logging.StreamHandler):
             self.handleError(record)
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file; counts the libraries' warnings it holds, so the console can say
+    that there are some and where."""
+
+    def __init__(self, path: Path, append: bool):
+        super().__init__(path, mode="a" if append else "w", encoding="utf-8")
+        self.setLevel(logging.DEBUG)
+        self.setFormatter(logging.Formatter(FILE_FORMAT))
+        self.library_warnings = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING and not _ours(record):
+            self.library_warnings += 1
+        super().emit(record)
+
+
 _console: _Console | None = None
 
 
@@ -118,12 +134,22 @@ def configure(verbose: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
+        files = [h for h in root.handlers if isinstance(h, _LogFile)]
+        for handler in files:
+            if handler.library_warnings:
+                n = handler.library_warnings
+                logger.info(
+                    "%d warning%s from the libraries %s in %s (`promptrl -v` prints them too).",
+                    n,
+                    "" if n == 1 else "s",
+                    "is" if n == 1 else "are",
+                    handler.baseFilename,
+                )
         logging.captureWarnings(False)
         _console = None
-        for handler in root.handlers[:]:
-            if handler is console or getattr(handler, "promptrl_log_file", False):
-                root.removeHandler(handler)
-                handler.close()
+        for handler in [console, *files]:
+            root.removeHandler(handler)
+            handler.close()
         for lg, level in saved["levels"]:
             lg.setLevel(level)
         for lg, handlers, propagate in saved["libraries"]:
@@ -143,11 +169,7 @@ def log_to_file(path: str | Path, append: bool = False) -> Path:
     `path` until `configure` ends; from then on the libraries' warnings stay off the console."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(logging.Formatter(FILE_FORMAT))
-    handler.promptrl_log_file = True
-    logging.getLogger().addHandler(handler)
+    logging.getLogger().addHandler(_LogFile(path, append))
     if _console is not None:
         _console.file_active = True
     logger.info("Details go to %s", path)

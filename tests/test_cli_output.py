@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,16 @@ def test_train_prints_progress_and_result_and_logs_details(tmp_path):
         "INFO root: Loaded built-in promptrl-tiny-clip model config." in log
     )  # open_clip, root logger
     assert "Comparing the start model with the tuned one on 4 held-out ideas" in log
+
+    warned = [line for line in log.splitlines() if re.match(r"\S+ \S+ WARNING (?!promptrl:)", line)]
+    if warned:  # e.g. a deprecation inside a library: counted on the console, kept in the log
+        n = len(warned)
+        assert (
+            f"{n} warning{'' if n == 1 else 's'} from the libraries {'is' if n == 1 else 'are'} in {run / 'train.log'}"
+            in console
+        )
+    else:
+        assert "warnings from the libraries" not in console
 
     # The same run resumed for one more step appends to its log.
     cli("train", "--resume", str(run), "--set", "steps=3", cwd=tmp_path)
