@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+SHELL := /bin/bash
+# A machine's pip config may list an extra index (e.g. file:///opt/...) that lacks most
+# packages; pip then warns "Location '...' is ignored" once per package. Only those lines are
+# dropped: every other warning and error is printed, and pip's exit status is kept (pipefail).
+PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
 .PHONY: demo test app bench lint mutants
 
 $(VENV)/.installed: requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+	@echo "Installing promptrl and its dependencies into $(VENV) (first run: a few minutes)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(PIP_FILTER)
+	@set -o pipefail; $(PY) -m pip install --quiet -e '.[test]' $(PIP_FILTER)
+	@touch $@
 
 # Headless Chromium for the browser test; skipped quietly where apt is unavailable.
 $(VENV)/.chromium: $(VENV)/.installed
@@ -35,3 +41,4 @@ mutants: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

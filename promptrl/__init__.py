@@ -1,4 +1,9 @@
-"""promptrl: fine-tune a Stable Diffusion prompt generator with PPO on image rewards."""
+"""promptrl: fine-tune a Stable Diffusion prompt generator with PPO on image rewards.
+
+The image loop is `trainer.PromptTrainer`; the trl 0.1-compatible API (value-head models in
+`promptrl.gpt2` / `promptrl.bloom`, `respond_to_batch`, `PPOTrainer.step(queries, responses,
+scores)`) trains on any reward you compute yourself.
+"""
 
 from .core import compute_advantages, logprobs_from_logits, whiten
 from .generation import PromptGenerationConfig, PromptGenerator, respond_to_batch

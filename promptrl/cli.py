@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import logs
 from .presets import DEFAULT_PRESET
 
 logger = logging.getLogger("promptrl")
@@ -50,6 +51,7 @@ def cmd_train(args) -> None:
     from .trainer import PromptTrainer
 
     config = _load(args, args.resume)
+    logs.log_run(config.output_dir, resume=args.resume is not None, overwrite=args.overwrite)
     trainer = PromptTrainer(config, overwrite=args.overwrite)
     history = trainer.train(resume=args.resume)
     third = max(1, len(history) // 3)
@@ -186,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .rendering import RenderConfig
 
     parser = argparse.ArgumentParser(prog="promptrl", description="PPO fine-tuning of a Stable Diffusion prompt generator.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the details too: debug lines, library logs and warnings, loading bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="run PPO on image rewards (SFT warm start first if the config enables it)")
@@ -244,15 +247,17 @@ def main(argv: list[str] | None = None) -> int:
         app_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        args.func(args)
-    except (ValueError, OSError, TypeError) as err:  # OSError: a model path or name that cannot be loaded
-        if args.verbose:
-            raise
-        print(f"promptrl {args.command}: error: {err}", file=sys.stderr)
+    error = None
+    with logs.configure(verbose=args.verbose):
+        try:
+            args.func(args)
+        except (ValueError, OSError, TypeError) as err:  # OSError: a model path or name that cannot be loaded
+            if args.verbose:
+                raise
+            logger.debug("promptrl %s failed", args.command, exc_info=True)  # the traceback, for the log file
+            error = err
+    if error is not None:  # after the log's last words: the error is the line to read
+        print(f"promptrl {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

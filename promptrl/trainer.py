@@ -483,6 +483,7 @@ class PromptTrainer:
         image_grid(pics, caps, cols=2).save(self.output_dir / "before_after.png")
         self.after = after
         if self.heldout:
+            logger.info("Comparing the start model with the tuned one on %d held-out ideas", len(self.heldout))
             self.heldout_eval = self.heldout_comparison()
             self.heldout_eval.save(self.output_dir / rundir.EVAL_DIR)
             with open(self.output_dir / "samples.md", "a") as f:
