@@ -298,7 +298,8 @@ def cache_argument(model: nn.Module) -> str:
 
 def output_cache(output) -> object:
     """The KV cache of a transformers model output, under either name (None without one)."""
-    return output["cache"] if "cache" in output else output.get("past_key_values")
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def _load_value_head(name_or_path) -> dict | None:

@@ -154,7 +154,7 @@ class AlwaysEOS(nn.Module):
         self.vocab = vocab
         self.seen = []
 
-    def forward(self, input_ids, attention_mask, past_key_values, use_cache):
+    def forward(self, input_ids, attention_mask, use_cache, past_key_values=None):
         self.seen.append((tuple(input_ids.shape), tuple(attention_mask.shape), past_key_values))
         logits = torch.full((*input_ids.shape, self.vocab), -10.0)
         logits[..., EOS_ID] = 10.0
