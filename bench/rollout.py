@@ -20,9 +20,9 @@ import torch
 from transformers import AutoTokenizer
 
 from promptrl.generation import PromptGenerationConfig, PromptGenerator
+from promptrl.ideas import load_ideas
 from promptrl.models import ValueHeadModel
 from promptrl.tiny import tiny_assets
-from promptrl.trainer import load_ideas
 
 
 def main() -> None:

@@ -92,7 +92,7 @@ def cmd_generate(args) -> None:
 
     from .eval_run import model_config
     from .generation import PromptGenerationConfig, PromptGenerator
-    from .trainer import load_ideas
+    from .ideas import load_ideas
 
     load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
     model, tokenizer = _policy(args.model)

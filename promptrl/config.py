@@ -49,6 +49,15 @@ class PolicyConfig:
         checks.at_least("policy", "lora_r", self.lora_r, 1)
         checks.positive("policy", "lora_alpha", self.lora_alpha)
 
+    def peft_config(self):
+        """The `peft.LoraConfig` that `lora` asks for (dropout off, as everywhere in PPO), else None."""
+        if not self.lora:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, target_modules=self.lora_target_modules,
+                          lora_dropout=0.0, task_type="CAUSAL_LM")
+
 
 @dataclass
 class SFTConfig:
@@ -334,6 +343,19 @@ def parse_yaml(text: str, what: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{what} must hold a mapping of keys to values, got {type(data).__name__}.")
     return data
+
+
+def flatten(data: dict, sep: str = ".", leaf=lambda key: False, prefix: str = "") -> dict:
+    """Nested dicts as one level of `a.b.c` keys (joined with `sep`); a key for which `leaf(key)`
+    holds keeps its dict value whole."""
+    out = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and not leaf(full):
+            out.update(flatten(value, sep, leaf, f"{full}{sep}"))
+        else:
+            out[full] = value
+    return out
 
 
 def merge(base: dict, extra: dict) -> dict:

@@ -95,6 +95,55 @@ def clip_by_value(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tor
     return torch.max(torch.min(x, high), low)
 
 
+def ppo_loss(
+    old_logprobs: torch.Tensor,
+    values: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    logprobs: torch.Tensor,
+    vpreds: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+    cliprange_value: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped PPO policy loss plus `vf_coef` x clipped value loss, and their statistics.
+
+    All inputs `[n, r_len]`: the rollout's log-probs and values, the advantages and returns,
+    the current log-probs and values, and the mask of real tokens. Returns `(loss, stats)`,
+    the statistics as 0-d tensors (token means, and the largest |ratio - 1|).
+    """
+    vpred_clipped = clip_by_value(vpreds, values - cliprange_value, values + cliprange_value)
+    vf_losses1 = (vpreds - returns) ** 2
+    vf_losses2 = (vpred_clipped - returns) ** 2
+    vf_loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    pg_losses1 = -advantages * ratio
+    pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    pg_loss = masked_mean(torch.max(pg_losses1, pg_losses2), mask)
+    loss = pg_loss + vf_coef * vf_loss
+    with torch.no_grad():
+        per_token = {  # token means, taken in one reduction
+            "ppo/policy/approxkl": 0.5 * log_ratio**2,
+            "ppo/policy/policykl": -log_ratio,
+            "ppo/policy/clipfrac": (pg_losses2 > pg_losses1).float(),
+            "ppo/policy/ratio": ratio,
+            "ppo/val/vpred": vpreds,
+            "ppo/val/error": vf_losses1,
+            "ppo/val/clipfrac": (vf_losses2 > vf_losses1).float(),
+        }
+        means = (torch.stack(list(per_token.values())) * mask).sum((1, 2)) / mask.sum().clamp(min=1)
+        stats = {
+            "ppo/loss/policy": pg_loss.detach(),
+            "ppo/loss/value": vf_loss.detach(),
+            "ppo/loss/total": loss.detach(),
+            **dict(zip(per_token, means)),
+            "ppo/policy/ratio_max_dev": ((ratio - 1).abs() * mask).max(),
+        }
+    return loss, stats
+
+
 class AdaptiveKLController:
     """Adaptive KL coefficient (Ziegler et al. 2019): nudges the coefficient toward a target KL.
 

@@ -17,13 +17,13 @@ from pathlib import Path
 from .config import JUDGE_TYPES, TrainConfig, load_config
 from .evaluate import EvalResult, compare, heldout_split, resolve_judges
 from .generation import PromptGenerator
+from .ideas import load_ideas
 from .models import ValueHeadModel, check_model_source
 from .presets import DEFAULT_PRESET
 from .rendering import Renderer
 from .rewards import reward_from_config
 from .rundir import CONFIG_FILE, EVAL_DIR, HELDOUT_FILE, MODEL_DIR, RUN_INFO_FILE, resolve_recorded
 from .tiny import resolve_tiny
-from .trainer import load_ideas
 
 logger = logging.getLogger("promptrl")
 

@@ -29,6 +29,7 @@ from .generation import PromptGenerator
 from .plots import image_grid
 from .rendering import Renderer, idea_seed
 from .rewards import RewardFn, WeightedSum, reward_from_config, score
+from .seeds import derive_seed
 
 JUDGE_PREFIX = "judge/"
 PREFERENCE_MODELS = ("pickscore", "hps")
@@ -100,7 +101,12 @@ class ModelSamples:
 
 def sampling_seed(seed: int, slot: int) -> int:
     """Torch seed of sample slot ``slot``: the same for both generators."""
-    return seed * 100_003 + slot
+    return derive_seed(seed, "eval/sampling", slot)
+
+
+def image_seed(seed: int, slot: int, idea: str) -> int:
+    """Image seed of ``idea`` in sample slot ``slot``: the same for both generators."""
+    return idea_seed(derive_seed(seed, "eval/images", slot), idea)
 
 
 def score_columns(
@@ -133,7 +139,7 @@ def sample_and_score(
     """``samples`` prompts per idea from ``generator``, rendered and scored.
 
     Slot ``k`` samples every idea in one batch from torch seed ``sampling_seed(seed, k)`` and
-    renders idea ``i`` from image seed ``idea_seed(seed + k, i)``; the caller's RNG state is
+    renders idea ``i`` from image seed ``image_seed(seed, k, i)``; the caller's RNG state is
     left as it was.
     """
     prompts, truncated, columns, images = [], [], collections.defaultdict(list), []
@@ -141,7 +147,7 @@ def sample_and_score(
         with torch.random.fork_rng():
             torch.manual_seed(sampling_seed(seed, k))
             rollout = generator(ideas)
-        seeds = [idea_seed(seed + k, i) for i in ideas]
+        seeds = [image_seed(seed, k, i) for i in ideas]
         out = renderer(rollout.prompts, ideas=ideas, seeds=seeds, return_pil=k == 0)
         for name, values in score_columns(reward, judges, out.images, out.prompts, ideas).items():
             columns[name].append(values.numpy())
@@ -183,7 +189,7 @@ def compare_samples(
         {
             "idea": idea,
             "sample": k,
-            "image_seed": idea_seed(seed + k, idea),
+            "image_seed": image_seed(seed, k, idea),
             "base_prompt": base.prompts[i][k],
             "tuned_prompt": tuned.prompts[i][k],
             "base": {n: float(v[i, k]) for n, v in base.scores.items()},

@@ -86,3 +86,17 @@ def _judge_panel(ax, history: list[dict], judges: list[str]) -> None:
     right.set_ylabel("held-out judge")
     right.legend(loc="lower right", fontsize=8)
     ax.set_title("training reward vs held-out judge")
+
+
+def write_before_after(before: list[dict], after: list[dict], table: Path, grid: Path) -> None:
+    """The same ideas sampled (with the same seeds) before and after training: a markdown table
+    of prompts and rewards at `table` and a two-column captioned grid at `grid`. Each sample is
+    `{"idea", "prompt", "reward", "image"}`."""
+    lines = ["| idea | before | reward | after | reward |", "|---|---|---|---|---|"]
+    for b, a in zip(before, after):
+        lines.append(f"| {b['idea']} | {b['prompt']} | {b['reward']:.3f} | {a['prompt']} | {a['reward']:.3f} |")
+    Path(table).write_text("\n".join(lines) + "\n")
+    pairs = list(zip(before, after))
+    pics = [x["image"] for pair in pairs for x in pair]
+    caps = [f"{tag} {x['reward']:.3f} | {x['prompt']}" for pair in pairs for tag, x in zip(("before", "after"), pair)]
+    image_grid(pics, caps, cols=2).save(grid)

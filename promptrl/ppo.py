@@ -32,16 +32,16 @@ from .core import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,
-    clip_by_value,
     compute_advantages,
     entropy_from_logprobs,
-    masked_mean,
+    ppo_loss,
     whiten,
 )
 from .models import ValueHeadModel
 from .ppo_batch import PackedBatch, PolicyRecord, RolloutPass, check_inputs, check_recorded, pad_id
 from .ppo_config import PPOConfig
 from .ppo_stats import batch_stats, global_mean, minibatch_stats
+from .seeds import derive_seed
 from .timing import Stopwatch
 
 SCORE_STD_MIN = 1e-6
@@ -226,37 +226,10 @@ class PPOTrainer:
 
     # -- the loss ----------------------------------------------------------------------------
     def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, mask):
-        """Clipped PPO policy loss plus `vf_coef` x clipped value loss. All `[n, r_len]`."""
+        """`core.ppo_loss` with this trainer's clip ranges and value coefficient."""
         cfg = self.config
-        vpred_clipped = clip_by_value(vpreds, values - cfg.cliprange_value, values + cfg.cliprange_value)
-        vf_losses1 = (vpreds - returns) ** 2
-        vf_losses2 = (vpred_clipped - returns) ** 2
-        vf_loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)
-        log_ratio = logprobs - old_logprobs
-        ratio = torch.exp(log_ratio)
-        pg_losses1 = -advantages * ratio
-        pg_losses2 = -advantages * torch.clamp(ratio, 1.0 - cfg.cliprange, 1.0 + cfg.cliprange)
-        pg_loss = masked_mean(torch.max(pg_losses1, pg_losses2), mask)
-        loss = pg_loss + cfg.vf_coef * vf_loss
-        with torch.no_grad():
-            per_token = {  # token means, taken in one reduction
-                "ppo/policy/approxkl": 0.5 * log_ratio**2,
-                "ppo/policy/policykl": -log_ratio,
-                "ppo/policy/clipfrac": (pg_losses2 > pg_losses1).float(),
-                "ppo/policy/ratio": ratio,
-                "ppo/val/vpred": vpreds,
-                "ppo/val/error": vf_losses1,
-                "ppo/val/clipfrac": (vf_losses2 > vf_losses1).float(),
-            }
-            means = (torch.stack(list(per_token.values())) * mask).sum((1, 2)) / mask.sum().clamp(min=1)
-            stats = {
-                "ppo/loss/policy": pg_loss.detach(),
-                "ppo/loss/value": vf_loss.detach(),
-                "ppo/loss/total": loss.detach(),
-                **dict(zip(per_token, means)),
-                "ppo/policy/ratio_max_dev": ((ratio - 1).abs() * mask).max(),
-            }
-        return loss, stats
+        return ppo_loss(old_logprobs, values, advantages, returns, logprobs, vpreds, mask,
+                        cfg.cliprange, cfg.cliprange_value, cfg.vf_coef)
 
     # -- the step ----------------------------------------------------------------------------
     def step(self, queries, responses, scores, recorded: PolicyRecord | None = None) -> dict:
@@ -327,7 +300,7 @@ class PPOTrainer:
         skipped-minibatch counts."""
         cfg = self.config
         n = len(packed.r_lens)
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.current_step)
+        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "ppo/minibatches", self.current_step))
         perms = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
         collected: list[dict[str, torch.Tensor]] = []
         epochs_done, skipped, stopped = 0, 0, False

@@ -12,7 +12,6 @@ to fit at a word boundary, flagged in ``RenderOutput.truncated`` and logged; nev
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import PIL.Image
 import torch
 
 from . import checks
+from .seeds import derive_seed
 
 logger = logging.getLogger("promptrl")
 
@@ -108,9 +108,8 @@ class RenderOutput:
 
 
 def idea_seed(base_seed: int, idea: str) -> int:
-    """A seed in [0, 2**32) from a stable hash of (base seed, idea): same in every process."""
-    digest = hashlib.sha256(f"{base_seed}\x00{idea}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    """The image seed of `idea`, in [0, 2**32): the same in every process and run."""
+    return derive_seed(base_seed, "image", idea) % 2**32
 
 
 def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):

@@ -39,6 +39,9 @@ SFT_DIR = "sft"
 RUN_INFO_FILE = "promptrl.json"
 HELDOUT_FILE = "heldout.txt"
 EVAL_DIR = "eval"
+REPORT_FILE = "report.png"
+SAMPLES_FILE = "samples.md"
+BEFORE_AFTER_FILE = "before_after.png"
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
 LEGACY_STATE_FILE = "trainer_state.pt"
@@ -121,9 +124,9 @@ def prepare(run_dir: str | Path, resume: bool, overwrite: bool, write: bool = Tr
             *RUN_MARKERS,
             SFT_DIR,
             IMAGES_DIR,
-            "report.png",
-            "samples.md",
-            "before_after.png",
+            REPORT_FILE,
+            SAMPLES_FILE,
+            BEFORE_AFTER_FILE,
         ):
             target = run / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)

@@ -8,14 +8,11 @@ directory's layout (and every file name in it) is `rundir.py`'s.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
-import math
-import random
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,91 +24,40 @@ from transformers import AutoTokenizer
 
 from . import rundir
 from .baselines import make_baseline
-from .config import TrainConfig, save_config
+from .config import TrainConfig, flatten, save_config
+from .eval_stats import prompt_stats
 from .evaluate import compare_samples, heldout_split, judges_from_config, sample_and_score
-from .generation import PromptGenerator
+from .generation import PromptGenerator, Rollout
+from .ideas import load_ideas
 from .models import ValueHeadModel, check_model_source
-from .plots import image_grid, plot_report
+from .plots import image_grid, plot_report, write_before_after
 from .ppo import PPOTrainer
-from .rendering import Renderer, to_pil
+from .rendering import Renderer, RenderOutput, to_pil
 from .rewards import reward_from_config, score
+from .rollback import RollbackGuard
+from .seeds import derive_seed, rng_state, set_rng_state
 from .sft import load_corpus, supervised_finetune
+from .timing import Stopwatch
 from .tiny import resolve_tiny, unresolve_tiny
 
 logger = logging.getLogger("promptrl")
 
-BUNDLED_IDEAS = Path(__file__).parent / "data" / "ideas.txt"
-MAX_IDEA_CHARS = 1000
-"""Characters per idea: an idea is a short seed; a longer one cannot fit the model's context."""
-MAX_BAD_STEPS = 3
-"""Consecutive steps with a non-finite loss or weights (each rolled back) before the run stops."""
-# The run-dir layout is rundir.py's; these two stay importable from here for existing callers.
-find_checkpoint, RUN_INFO_FILE = rundir.find_checkpoint, rundir.RUN_INFO_FILE
 
 
-class NonFiniteError(ValueError):
-    """Training diverged: several steps in a row gave a non-finite loss or weights. A ValueError:
-    the config's values (learning rate, reward scale) are what to change."""
+@dataclass
+class ScoredRollout:
+    """One batch through the loop's first stages: ideas -> sampled prompts -> images -> rewards."""
 
-
-def load_ideas(source) -> list[str]:
-    """Ideas from a list, a text file (one per line), 'bundled', or a `datasets` dataset.
-
-    A dataset (object, or `hf:<name>[:<column>]`) uses its `idea` column, else its first string
-    column.
-    """
-    if isinstance(source, (list, tuple)):
-        ideas = [str(s).strip() for s in source]
-    elif hasattr(source, "column_names"):
-        ideas = _dataset_column(source)
-    elif isinstance(source, str) and source.startswith("hf:"):
-        import datasets
-
-        _, name, *column = source.split(":")
-        ds = datasets.load_dataset(name, split="train")
-        ideas = [str(x).strip() for x in ds[column[0]]] if column else _dataset_column(ds)
-    else:
-        path = BUNDLED_IDEAS if source == "bundled" else Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"Ideas file {path} does not exist; pass a text file with one idea per line.")
-        ideas = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    ideas = [i for i in ideas if i]
-    if not ideas:
-        raise ValueError("No ideas to train on: the ideas source is empty.")
-    longest = max(ideas, key=len)
-    if len(longest) > MAX_IDEA_CHARS:
-        raise ValueError(f"An idea is {len(longest)} characters long ({longest[:40]!r}...); ideas must be at most "
-                         f"{MAX_IDEA_CHARS} characters: a short seed, the model writes the prompt.")
-    return ideas
-
-
-def _dataset_column(ds) -> list[str]:
-    names = ds.column_names
-    column = "idea" if "idea" in names else next((c for c in names if isinstance(ds[0][c], str)), None)
-    if column is None:
-        raise ValueError(f"The dataset has no text column (columns: {names}); name one with hf:<name>:<column>.")
-    return [str(x).strip() for x in ds[column]]
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def distinct_bigrams(prompts: list[str]) -> float:
-    """Distinct word bigrams / all bigrams over the batch: falls toward 0 when prompts collapse."""
-    grams = [tuple(w[i : i + 2]) for p in prompts for w in [p.lower().split()] for i in range(len(w) - 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    rollout: Rollout
+    """Ideas, query and response tokens, prompts, and what sampling recorded for PPO."""
+    render: RenderOutput
+    """Images, the prompts as rendered (cut at the token limit), their seeds and cut flags."""
+    total: torch.Tensor
+    """`[batch]` reward."""
+    components: dict[str, torch.Tensor]
+    """Each reward term's `[batch]` values, by name."""
+    times: dict[str, float]
+    """Seconds per stage (`time/generate`, `time/render`, `time/score`)."""
 
 
 class PromptTrainer:
@@ -164,26 +110,17 @@ class PromptTrainer:
             self.judges = judges_from_config(config, device)
         self.baseline = make_baseline(config.rewards.baseline)
         self.step = 0
-        self.bad_steps = 0
         self.history: list[dict] = []
         self.start_model: str = config.policy.model
         self.start_record: str = self.given_config.policy.model
         """How the run records its starting model: a hub name, `tiny:<asset>` or `run:sft`."""
         self.ppo: PPOTrainer | None = None
+        self.guard: RollbackGuard | None = None
         self.generator: PromptGenerator | None = None
         self.before: list[dict] | None = None
         self.heldout_eval = None
 
     # -- set-up ------------------------------------------------------------------------------
-    def _peft_config(self):
-        if not self.config.policy.lora:
-            return None
-        from peft import LoraConfig
-
-        p = self.config.policy
-        return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, target_modules=p.lora_target_modules,
-                          lora_dropout=0.0, task_type="CAUSAL_LM")
-
     def warm_start(self) -> str:
         """Supervised fine-tuning on the SFT corpus; returns the directory of the result."""
         cfg = self.config
@@ -218,13 +155,14 @@ class PromptTrainer:
                 self.start_model = self.warm_start()
                 self.start_record = rundir.portable(self.start_model, self.output_dir)
             policy_source = self.start_model
-        peft_config = self._peft_config()
+        peft_config = cfg.policy.peft_config()
         from_ckpt_peft = resume is not None and (Path(policy_source) / "adapter_config.json").exists()
         policy = ValueHeadModel.from_pretrained(policy_source, peft_config=None if from_ckpt_peft else peft_config)
         if cfg.policy.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
         ref = None if policy.is_peft_model else ValueHeadModel.from_pretrained(self.start_model)
         self.ppo = PPOTrainer(policy, ref, self.tokenizer, config=cfg.ppo, accelerator=self.accelerator)
+        self.guard = RollbackGuard(self.ppo)
         self.generator = PromptGenerator(self.ppo.policy, self.tokenizer, cfg.generation)
         if state is not None:
             self.ppo.load_state_dict(state["ppo"])
@@ -233,7 +171,7 @@ class PromptTrainer:
             self.before = state.get("before")
             if state.get("baseline") is not None:
                 self.baseline.load_state_dict(state["baseline"])
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
         if self.accelerator.is_main_process:
             save_config(self.given_config, self.output_dir / rundir.CONFIG_FILE)
             (self.output_dir / rundir.HELDOUT_FILE).write_text("".join(f"{idea}\n" for idea in self.heldout))
@@ -241,7 +179,7 @@ class PromptTrainer:
                 for row in self.history:
                     f.write(json.dumps(row) + "\n")
         if cfg.trackers:
-            flat = {k: v for k, v in _flatten(cfg.to_dict()).items() if isinstance(v, (int, float, str, bool))}
+            flat = {k: v for k, v in flatten(cfg.to_dict(), sep="/").items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers("promptrl", config=flat)
 
     # -- one step ----------------------------------------------------------------------------
@@ -256,7 +194,7 @@ class PromptTrainer:
         out = []
         for k in range(start, start + per_process):
             epoch, pos = divmod(k, n)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch))
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.config.seed, "ideas", epoch)))
             out.extend([self.ideas[int(perm[pos])]] * repeat)
         return out
 
@@ -276,19 +214,16 @@ class PromptTrainer:
         g, p = self.config.generation, self.config.ppo
         return g.top_k == 0 and g.top_p == 1.0 and p.mixed_precision == "no"
 
-    def rollout_and_score(self, ideas: list[str], return_pil: bool = False, record: bool = False):
-        """Generate prompts, render and score them. Returns (rollout, render, total, components, times)."""
-        times = {}
-        t0 = time.perf_counter()
-        rollout = self.generator(ideas, record=record)
-        times["time/generate"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        render = self.renderer(rollout.prompts, ideas=ideas, seeds=self.seeds_for(ideas), return_pil=return_pil)
-        times["time/render"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        total, components = score(self.reward, render.images, render.prompts, ideas)
-        times["time/score"] = time.perf_counter() - t0
-        return rollout, render, total, components, times
+    def rollout_and_score(self, ideas: list[str], return_pil: bool = False, record: bool = False) -> ScoredRollout:
+        """Generate prompts (`record`: and what PPO needs of the policy), render and score them."""
+        watch = Stopwatch()
+        with watch("time/generate"):
+            rollout = self.generator(ideas, record=record)
+        with watch("time/render"):
+            render = self.renderer(rollout.prompts, ideas=ideas, seeds=self.seeds_for(ideas), return_pil=return_pil)
+        with watch("time/score"):
+            total, components = score(self.reward, render.images, render.prompts, ideas)
+        return ScoredRollout(rollout, render, total, components, watch.times)
 
     def train_step(self) -> dict:
         """One PPO step on the next batch of ideas; returns its metrics. A failing reward raises
@@ -296,56 +231,30 @@ class PromptTrainer:
         cfg = self.config
         ideas = self.ideas_for_step(self.step)
         save_images = cfg.image_every > 0 and (self.step + 1) % cfg.image_every == 0
-        rollout, render, total, components, times = self.rollout_and_score(ideas, record=self.records_while_sampling)
-        scores = self.baseline.normalize(ideas, total)
-        t0 = time.perf_counter()
-        stats = self.guarded_ppo_step(rollout.queries, rollout.responses, scores, rollout.recorded)
-        times["time/optimize"] = time.perf_counter() - t0
+        batch = self.rollout_and_score(ideas, record=self.records_while_sampling)
+        rollout, render = batch.rollout, batch.render
+        scores = self.baseline.normalize(ideas, batch.total)
+        watch = Stopwatch()
+        with watch("time/optimize"):
+            stats = self.guard.step(rollout.queries, rollout.responses, scores, rollout.recorded)
         self.step += 1
         metrics = {"step": self.step}
-        for name, values in {"total": total, **components}.items():
+        for name, values in {"total": batch.total, **batch.components}.items():
             metrics[f"reward/{name}/mean"] = values.mean().item()
             metrics[f"reward/{name}/std"] = values.std().item() if len(values) > 1 else 0.0
-        metrics["prompt/truncation_rate"] = float(np.mean(render.truncated))
-        metrics["prompt/words_mean"] = float(np.mean([len(p.split()) for p in rollout.prompts]))
-        metrics["prompt/distinct_bigrams"] = distinct_bigrams(rollout.prompts)
+        text = prompt_stats(rollout.prompts, np.asarray(render.truncated))
+        metrics["prompt/truncation_rate"] = text["truncated_share"]
+        metrics["prompt/words_mean"] = text["mean_words"]
+        metrics["prompt/distinct_bigrams"] = text["distinct_2"]
         metrics.update(rollout.stats)
         metrics.update({k: v for k, v in stats.items() if isinstance(v, (int, float))})
-        metrics.update(times)
+        metrics.update(batch.times)
+        metrics.update(watch.times)
         if save_images and self.accelerator.is_main_process:
-            captions = [f"{r:.3f} | {p}" for r, p in zip(total.tolist(), render.prompts)]
+            captions = [f"{r:.3f} | {p}" for r, p in zip(batch.total.tolist(), render.prompts)]
             grid = image_grid(to_pil(render.images), captions)
             rundir.save_image_atomically(grid, self.output_dir / rundir.IMAGES_DIR / f"step_{self.step:06d}.png")
         return metrics
-
-    def guarded_ppo_step(self, queries, responses, scores, recorded=None) -> dict:
-        """`ppo.step`, rolled back when its loss or the new weights are not finite (a huge lr, or
-        scores of 1e20, would otherwise write NaN weights into every later checkpoint). The
-        rollback is reported in the step's metrics (`ppo/rolled_back`) and the log;
-        `MAX_BAD_STEPS` in a row stop the run. The snapshot costs one copy of the trainable
-        weights and the optimizer state per step."""
-        trainable = [p for p in self.ppo.policy.parameters() if p.requires_grad]
-        saved_weights = [p.detach().clone() for p in trainable]
-        saved_state = copy.deepcopy(self.ppo.state_dict())
-        stats = self.ppo.step(queries, responses, scores, recorded)
-        losses = [v for k, v in stats.items() if "loss" in k and isinstance(v, (int, float))]
-        finite = all(math.isfinite(v) for v in losses) and all(bool(torch.isfinite(p).all()) for p in trainable)
-        stats = {**stats, "ppo/rolled_back": 0.0 if finite else 1.0}
-        if finite:
-            self.bad_steps = 0
-            return stats
-        with torch.no_grad():
-            for p, saved in zip(trainable, saved_weights):
-                p.copy_(saved)
-        self.ppo.load_state_dict(saved_state)
-        self.bad_steps += 1
-        logger.warning("Step %d gave a non-finite loss or weights; rolled back (%d in a row).", self.step + 1,
-                       self.bad_steps)
-        if self.bad_steps >= MAX_BAD_STEPS:
-            raise NonFiniteError(f"{self.bad_steps} steps in a row gave a non-finite loss or weights and were "
-                                 f"rolled back (lr {self.config.ppo.lr:g}); lower ppo.lr, set ppo.score_clip or "
-                                 "check the rewards' scale. The last checkpoint holds the last good weights.")
-        return stats
 
     # -- the loop ------------------------------------------------------------------------------
     def train(
@@ -403,7 +312,7 @@ class PromptTrainer:
         state = {
             "step": self.step,
             "ppo": self.ppo.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "history": self.history,
             "before": self.before,
             "start_model": self.start_record,
@@ -425,10 +334,10 @@ class PromptTrainer:
         training RNG untouched."""
         ideas = ideas or self.ideas[: self.config.eval_ideas]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed + 12345)
-            rollout, render, total, _, _ = self.rollout_and_score(ideas)
+            torch.manual_seed(derive_seed(self.config.seed, "before-after"))
+            batch = self.rollout_and_score(ideas)
         return [{"idea": i, "prompt": p, "reward": r, "image": img}
-                for i, p, r, img in zip(ideas, render.prompts, total.tolist(), to_pil(render.images))]
+                for i, p, r, img in zip(ideas, batch.render.prompts, batch.total.tolist(), to_pil(batch.render.images))]
 
     def _heldout_samples(self, base: bool = False):
         """The held-out ideas sampled, rendered and scored (reward and judges) as `promptrl eval`
@@ -472,34 +381,18 @@ class PromptTrainer:
         after = self.evaluate([b["idea"] for b in self.before])
         rundir.write_dir_atomically(self.output_dir / rundir.MODEL_DIR, self._save_model)
         if self.history:
-            plot_report(self.history, self.output_dir / "report.png")
-        lines = ["| idea | before | reward | after | reward |", "|---|---|---|---|---|"]
-        for b, a in zip(self.before, after):
-            lines.append(f"| {b['idea']} | {b['prompt']} | {b['reward']:.3f} | {a['prompt']} | {a['reward']:.3f} |")
-        (self.output_dir / "samples.md").write_text("\n".join(lines) + "\n")
-        pics = [x["image"] for pair in zip(self.before, after) for x in pair]
-        caps = [f"{tag} {x['reward']:.3f} | {x['prompt']}" for pair in zip(self.before, after)
-                for tag, x in zip(("before", "after"), pair)]
-        image_grid(pics, caps, cols=2).save(self.output_dir / "before_after.png")
+            plot_report(self.history, self.output_dir / rundir.REPORT_FILE)
+        samples = self.output_dir / rundir.SAMPLES_FILE
+        write_before_after(self.before, after, samples, self.output_dir / rundir.BEFORE_AFTER_FILE)
         self.after = after
         if self.heldout:
             logger.info("Comparing the start model with the tuned one on %d held-out ideas", len(self.heldout))
             self.heldout_eval = self.heldout_comparison()
             self.heldout_eval.save(self.output_dir / rundir.EVAL_DIR)
-            with open(self.output_dir / "samples.md", "a") as f:
+            with open(samples, "a") as f:
                 f.write("\n## Held-out ideas (never trained on): start model against final model\n\n")
                 f.write(self.heldout_eval.markdown().split("\n", 2)[2])  # without its title line
             logger.info("Held-out comparison (%s):\n%s", self.output_dir / rundir.EVAL_DIR / "eval.md",
                         self.heldout_eval.summary())
         if self.config.trackers:
             self.accelerator.end_training()
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

@@ -74,37 +74,37 @@ MUTANTS = [
     # the losses
     m(
         "value clipping removed",
-        "ppo.py",
+        "core.py",
         "vf_loss = 0.5 * masked_mean(torch.max(vf_losses1, vf_losses2), mask)",
         "vf_loss = 0.5 * masked_mean(vf_losses1, mask)",
     ),
     m(
         "min instead of max in the clipped objective",
-        "ppo.py",
+        "core.py",
         "pg_loss = masked_mean(torch.max(pg_losses1, pg_losses2), mask)",
         "pg_loss = masked_mean(torch.min(pg_losses1, pg_losses2), mask)",
     ),
     m(
         "clip range ten times too wide",
-        "ppo.py",
-        "torch.clamp(ratio, 1.0 - cfg.cliprange, 1.0 + cfg.cliprange)",
-        "torch.clamp(ratio, 1.0 - 10 * cfg.cliprange, 1.0 + 10 * cfg.cliprange)",
+        "core.py",
+        "torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)",
+        "torch.clamp(ratio, 1.0 - 10 * cliprange, 1.0 + 10 * cliprange)",
     ),
     m(
         "value clip range ignored",
-        "ppo.py",
-        "values - cfg.cliprange_value, values + cfg.cliprange_value",
+        "core.py",
+        "values - cliprange_value, values + cliprange_value",
         "values - 1.0, values + 1.0",
     ),
     m(
         "vf_coef ignored",
-        "ppo.py",
-        "loss = pg_loss + cfg.vf_coef * vf_loss",
+        "core.py",
+        "loss = pg_loss + vf_coef * vf_loss",
         "loss = pg_loss + vf_loss",
     ),
     m(
         "ratio from the wrong difference",
-        "ppo.py",
+        "core.py",
         "log_ratio = logprobs - old_logprobs",
         "log_ratio = old_logprobs - logprobs",
     ),
@@ -284,13 +284,13 @@ MUTANTS = [
     # statistics
     m(
         "clipfrac counts the unclipped",
-        "ppo.py",
+        "core.py",
         "(pg_losses2 > pg_losses1).float()",
         "(pg_losses2 < pg_losses1).float()",
     ),
     m(
         "approx KL without the half",
-        "ppo.py",
+        "core.py",
         '"ppo/policy/approxkl": 0.5 * log_ratio**2,',
         '"ppo/policy/approxkl": log_ratio**2,',
     ),
@@ -302,7 +302,7 @@ MUTANTS = [
     ),
     m(
         "value-function clipfrac inverted",
-        "ppo.py",
+        "core.py",
         "(vf_losses2 > vf_losses1).float()",
         "(vf_losses2 < vf_losses1).float()",
     ),

@@ -19,9 +19,10 @@ from promptrl.evaluate import (
     prompt_stats,
     resolve_judges,
 )
+from promptrl.ideas import load_ideas
 from promptrl.plots import plot_report
 from promptrl.tiny import resolve_tiny
-from promptrl.trainer import PromptTrainer, load_ideas
+from promptrl.trainer import PromptTrainer
 
 # A reward the tiny policy learns in a dozen steps: the penalty for words beyond the first
 # (random-init prompts run ~4.7 words; after 12 steps at lr 1e-2, ~2).

@@ -18,7 +18,8 @@ from PIL import Image
 from promptrl import rundir
 from promptrl.cli import main
 from promptrl.config import load_config
-from promptrl.trainer import NonFiniteError, PromptTrainer
+from promptrl.rollback import NonFiniteError
+from promptrl.trainer import PromptTrainer
 
 BASE = [
     "sft.enabled=false",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import gradio as gr
 
 from ..evaluate import compare, heldout_split, judges_from_config
+from ..ideas import load_ideas
 from ..rewards import WeightedSum
-from ..trainer import load_ideas
 from .context import AppContext
 from .limits import UserError, friendly, number, parse_ideas
 

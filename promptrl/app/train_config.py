@@ -12,7 +12,15 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..baselines import BASELINES
-from ..config import TrainConfig, get_preset, merge, parse_overrides, parse_yaml, update_dataclass
+from ..config import (
+    TrainConfig,
+    flatten,
+    get_preset,
+    merge,
+    parse_overrides,
+    parse_yaml,
+    update_dataclass,
+)
 from ..presets import PRESETS
 from ..rewards import weighted_terms
 from .limits import Limits, UserError, number
@@ -98,16 +106,6 @@ REFUSED = {
 """Why the keys a visitor might try are refused (the rest: not on the list)."""
 
 
-def _flatten(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict) and full not in ALLOWED:
-            out.update(_flatten(value, f"{full}."))
-        else:
-            out[full] = value
-    return out
-
 
 def _nest(flat: dict) -> dict:
     out: dict = {}
@@ -160,7 +158,7 @@ def visitor_values(
         if line.strip() and not line.strip().startswith("#")
     ]
     try:
-        flat = _flatten(merge(data, parse_overrides(lines)))
+        flat = flatten(merge(data, parse_overrides(lines)), leaf=lambda key: key in ALLOWED)
     except ValueError as err:
         raise UserError(str(err)) from None
     if "preset" in flat:

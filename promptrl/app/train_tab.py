@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..ideas import load_ideas
 from ..presets import DEFAULT_PRESET, PRESETS
-from ..trainer import load_ideas
 from .context import AppContext
 from .limits import friendly, parse_ideas, upload_text
 from .render_tab import reward_weights, weight_sliders
