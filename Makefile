@@ -9,7 +9,7 @@ SHELL := /bin/bash
 # dropped: every other warning and error is printed, and pip's exit status is kept (pipefail).
 PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
-.PHONY: demo test app bench lint mutants
+.PHONY: demo test app bench bench-trl lint mutants
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "Installing promptrl and its dependencies into $(VENV) (first run: a few minutes)"
@@ -34,6 +34,20 @@ app: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(OFFLINE) $(PY) bench/ppo_step.py
+
+# trl 0.11.4, the last trl with PPOTrainer.step(queries, responses, scores), needs an older
+# transformers than promptrl: it gets a venv of its own (built on first use, a few minutes).
+TRL_VENV := .venv-trl
+$(TRL_VENV)/.installed:
+	@echo "Installing trl 0.11.4 into $(TRL_VENV) for the side-by-side benchmark"
+	@test -x $(TRL_VENV)/bin/python || $(PYTHON) -m venv $(TRL_VENV)
+	@set -o pipefail; $(TRL_VENV)/bin/pip install --quiet torch==2.13.0 $(PIP_FILTER)
+	@set -o pipefail; $(TRL_VENV)/bin/pip install --quiet "trl==0.11.4" "transformers>=4.44,<4.47" \
+		"accelerate<1.2" "datasets<3.2" rich $(PIP_FILTER)
+	@touch $@
+
+bench-trl: $(VENV)/.installed $(TRL_VENV)/.installed
+	$(OFFLINE) $(PY) bench/trl_side_by_side.py --trl-python $(TRL_VENV)/bin/python
 
 # Plants one bug at a time in the PPO code; fails if the PPO tests miss one.
 mutants: $(VENV)/.installed

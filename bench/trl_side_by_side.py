@@ -1,10 +1,10 @@
 """Seconds per PPO step: promptrl's `PPOTrainer.step` against trl 0.11.4's, both at defaults.
 
-    python bench/trl_side_by_side.py [--trl-python /tmp/trl-venv/bin/python] [--steps 7] [--warmup 2]
+    make bench-trl          (builds .venv-trl with trl 0.11.4 on first use, then runs this)
+    python bench/trl_side_by_side.py [--trl-python .venv-trl/bin/python] [--steps 7] [--warmup 2]
 
 trl 0.11.4 is the last trl with `PPOTrainer.step(queries, responses, scores)`; it needs an older
-transformers than promptrl, so it runs under its own interpreter (build it with the recipe in
-the README's Benchmarks section). Each implementation runs in a worker process
+transformers than promptrl, so it runs under its own interpreter. Each implementation runs in a worker process
 (`ppo_worker.py`) on the shapes of `ppo_shapes.py` with one torch thread; the workers step in
 alternating order, one at a time, and the median of each one's process CPU time per step is
 compared (CPU time, because wall time on a shared 2-core machine says more about the
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_TRL_PYTHON = os.environ.get("TRL_PYTHON", "/tmp/trl-venv/bin/python")
+DEFAULT_TRL_PYTHON = os.environ.get("TRL_PYTHON", str(HERE.parent / ".venv-trl" / "bin" / "python"))
 
 
 class Worker:
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=["fixed", "varied"], choices=["fixed", "varied"])
     args = parser.parse_args()
     if not trl_available(args.trl_python):
-        print(f"skipped: no trl 0.11.4 at {args.trl_python} (see the README's Benchmarks section to build it)")
+        print(f"skipped: no trl 0.11.4 at {args.trl_python} (`make bench-trl` builds it)")
         return
     print(f"promptrl ({sys.executable}) vs trl 0.11.4 ({args.trl_python}), defaults, {args.threads} thread(s), "
           f"median CPU seconds of {args.steps} steps after {args.warmup} warm-up, alternating")

@@ -1,7 +1,7 @@
 """Rollouts: the policy turns ideas (or any queries) into sampled responses.
 
 `PromptGenerator` is the image loop's first stage: ideas -> query template -> batched sampling
-(left padding, KV cache) -> prompts. `respond_to_batch` is the seed's API: exactly `txt_len`
+(left padding, KV cache) -> prompts. `respond_to_batch` is the trl 0.1-compatible API: exactly `txt_len`
 sampled tokens per query.
 
 Log-probabilities in PPO assume sampling from the full softmax at the configured temperature:
@@ -243,7 +243,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def respond_to_batch(
     model, queries: torch.Tensor, txt_len: int = 20, top_k: int = 0, top_p: float = 1.0
 ) -> torch.Tensor:
-    """Sample exactly `txt_len` tokens after each query (the seed's API).
+    """Sample exactly `txt_len` tokens after each query (trl 0.1's `respond_to_batch`).
 
     queries `[batch, query_len]` (no padding) -> responses `[batch, txt_len]`. EOS does not
     stop sampling, as in the seed.

@@ -21,8 +21,6 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger("promptrl")
 
-LOG_FILE = "train.log"
-"""The log file `promptrl train` writes in its run directory."""
 LIBRARIES = ("transformers", "diffusers")
 """Libraries that print through a handler of their own unless told to propagate to the root."""
 NOISY = ("httpx", "urllib3", "matplotlib", "PIL", "filelock", "fsspec", "asyncio")
@@ -180,7 +178,7 @@ def log_run(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
     """`log_to_file(<run_dir>/train.log)` on the main process: appended to when resuming,
     started afresh for a new run. A run directory that training will refuse (already used,
     neither `resume` nor `overwrite`) is left untouched."""
-    from .rundir import is_used
+    from .rundir import LOG_FILE, is_used
 
     run = Path(run_dir)
     if not is_main_process() or (not resume and not overwrite and is_used(run)):

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -174,7 +175,12 @@ class ValueHeadModel(nn.Module):
         return None
 
     def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.pretrained_model.gradient_checkpointing_enable(**kwargs)
+        """Recompute activations in the backward pass instead of keeping them (less memory)."""
+        lm = self.pretrained_model
+        lm = lm.get_base_model() if self.is_peft_model else lm
+        # transformers 5 renamed it (the old name warns, and goes in v6); older releases lack the new one.
+        enable = getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable
+        enable(**kwargs)
 
     def forward(
         self,
@@ -217,8 +223,15 @@ class ValueHeadModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, *args, **kwargs):
-        """Passes through to the language model's `generate`."""
-        return self.pretrained_model.generate(*args, **kwargs)
+        """The language model's `generate`, in eval mode: a policy training with gradient
+        checkpointing would otherwise sample without its KV cache (transformers turns the
+        cache off in train mode), recomputing every earlier position at each token."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.pretrained_model.generate(*args, **kwargs)
+        finally:
+            self.train(was_training)
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -243,7 +256,11 @@ class ValueHeadModel(nn.Module):
             if peft_config is not None:
                 from peft import get_peft_model
 
-                lm = get_peft_model(lm, peft_config)
+                with warnings.catch_warnings():
+                    # peft reads transformers' deprecated `is_gradient_checkpointing`: its warning
+                    # is about peft's code, not the caller's.
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                    lm = get_peft_model(lm, peft_config)
         head = _load_value_head(name_or_path)
         if head is None:
             logger.info("No value head in %s: starting a fresh (zero) value head.", name_or_path)
@@ -297,9 +314,10 @@ def cache_argument(model: nn.Module) -> str:
 
 
 def output_cache(output) -> object:
-    """The KV cache of a transformers model output, under either name (None without one)."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else getattr(output, "past_key_values", None)
+    """The KV cache of a model output under the name its release gives it (None without one);
+    reading the old name in transformers 5 warns."""
+    name = "cache" if "cache" in getattr(output, "__dataclass_fields__", ()) else "past_key_values"
+    return getattr(output, name, None)
 
 
 def _load_value_head(name_or_path) -> dict | None:

@@ -53,11 +53,11 @@ class PPOTrainer:
     """Proximal Policy Optimisation for a `ValueHeadModel`.
 
     Args:
-        model: the policy (`ValueHeadModel` or a seed-style subclass).
+        model: the policy (`ValueHeadModel`, or the trl 0.1-compatible `GPT2HeadWithValueModel` / `BloomHeadWithValueModel`).
         ref_model: the frozen reference. None: for a LoRA policy, the same weights with the
             adapter disabled (no second copy); otherwise a frozen deep copy of `model`.
         tokenizer: used for its pad token id only (any id works: padding is masked).
-        config: a `PPOConfig`; or pass seed-style keyword params (`batch_size=1, ...`).
+        config: a `PPOConfig`; or pass trl 0.1-style keyword params (`batch_size=1, ...`).
         optimizer: defaults to AdamW over the trainable parameters.
         accelerator: defaults to a new `Accelerator(mixed_precision=config.mixed_precision)`.
     """

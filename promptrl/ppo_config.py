@@ -1,4 +1,4 @@
-"""PPO hyper-parameters. Defaults are the seed's (trl 0.1) where it had the key."""
+"""PPO hyper-parameters. Defaults are trl 0.1's where it had the key (the trl 0.1-compatible API)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class PPOConfig:
 
     @classmethod
     def from_kwargs(cls, **params) -> PPOConfig:
-        """Build from seed-style keyword params; an unknown key is an error naming the known ones."""
+        """Build from trl 0.1-style keyword params; an unknown key is an error naming the known ones."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:

@@ -5,7 +5,7 @@ process's token count), sample statistics over all samples, maxima over all proc
 Definitions that differ from trl's under the same name:
 
 - `ppo/val/var_explained`: 1 - Var(returns - values) / Var(returns), on the rollout's values;
-- `ppo/mean_non_score_reward`: the per-sequence sum of the KL penalty, averaged (the seed's);
+- `ppo/mean_non_score_reward`: the per-sequence sum of the KL penalty, averaged (trl 0.1's);
 - `ppo/policy/entropy`: the policy's next-token entropy at each real response token, averaged,
   at the rollout (before the step's updates; trl averaged it over its training minibatches).
 """

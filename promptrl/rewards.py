@@ -172,6 +172,16 @@ class WeightedSum:
         return score(self, images, prompts, ideas)[0]
 
 
+def with_terms(reward: RewardFn, extra: dict[str, tuple[float, RewardFn]]) -> WeightedSum:
+    """`reward` (a `WeightedSum`, or one function at weight 1) with the weighted terms `extra`
+    added: your own rewards beside the built-in ones."""
+    terms = dict(reward.terms) if isinstance(reward, WeightedSum) else {reward_name(reward): (1.0, reward)}
+    clash = sorted(set(terms) & set(extra))
+    if clash:
+        raise ValueError(f"reward term name(s) {clash} are taken by the reward already; name yours differently")
+    return WeightedSum({**terms, **extra})
+
+
 def score(
     reward: RewardFn, images: torch.Tensor, prompts: list[str], ideas: list[str]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

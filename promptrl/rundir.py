@@ -10,6 +10,7 @@ A run directory holds:
     report.png, samples.md, before_after.png
     heldout.txt          the ideas held out of training (one per line)
     eval/                the start model against the final one on them: eval.json, eval.md, eval.png
+    train.log            the command line's log: the libraries' messages and warnings
 
 Trainer state is data: JSON for numbers, strings and structure, safetensors for tensors and
 arrays. Nothing is unpickled, so a checkpoint from a stranger cannot run code. Paths recorded in
@@ -42,6 +43,8 @@ EVAL_DIR = "eval"
 REPORT_FILE = "report.png"
 SAMPLES_FILE = "samples.md"
 BEFORE_AFTER_FILE = "before_after.png"
+LOG_FILE = "train.log"
+"""The log `promptrl train` writes (the libraries' messages and warnings; see logs.py)."""
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
 LEGACY_STATE_FILE = "trainer_state.pt"

@@ -1,4 +1,4 @@
-"""The seed's example: GPT-2 learns to write positive movie reviews.
+"""trl 0.1's example on the trl 0.1-compatible API: GPT-2 learns to write positive movie reviews.
 
 A sentiment classifier reads query + response and its positive logit is the reward, as in
 trl's `04-gpt2-sentiment-ppo-training` notebook (`notebooks/sentiment_gpt2.ipynb` runs it).

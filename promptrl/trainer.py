@@ -33,7 +33,7 @@ from .models import ValueHeadModel, check_model_source
 from .plots import image_grid, plot_report, write_before_after
 from .ppo import PPOTrainer
 from .rendering import Renderer, RenderOutput, to_pil
-from .rewards import reward_from_config, score
+from .rewards import reward_from_config, score, with_terms
 from .rollback import RollbackGuard
 from .seeds import derive_seed, rng_state, set_rng_state
 from .sft import load_corpus, supervised_finetune
@@ -67,6 +67,8 @@ class PromptTrainer:
         config: a `TrainConfig` (see `presets.get_preset` / `config.load_config`).
         reward: any reward callable `(images, prompts, ideas) -> Tensor[batch]` or a
             `rewards.WeightedSum`; default: built from `config.rewards`.
+        extra_rewards: `{name: (weight, reward_fn)}` added to that reward: your own terms
+            beside the built-in ones.
         ideas: list, text file, or `datasets` dataset; default: `config.ideas`.
         accelerator: share an existing `Accelerator` (default: a new one from the config).
         renderer: share an already loaded `Renderer` (default: loaded from `config.render`).
@@ -81,6 +83,7 @@ class PromptTrainer:
         accelerator: Accelerator | None = None,
         renderer: Renderer | None = None,
         overwrite: bool = False,
+        extra_rewards: dict | None = None,
     ):
         self.given_config = unresolve_tiny(config)  # recorded in config.yaml with tiny:<asset> names: portable
         config = resolve_tiny(config)
@@ -101,6 +104,8 @@ class PromptTrainer:
             load_ideas(ideas if ideas is not None else config.ideas), config.eval.heldout, config.seed)
         device = self.accelerator.device
         self.reward = reward if reward is not None else reward_from_config(config.rewards, device)
+        if extra_rewards:
+            self.reward = with_terms(self.reward, extra_rewards)
         if renderer is None:
             render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
             renderer = Renderer(render_cfg)

@@ -21,6 +21,7 @@ from promptrl.rewards import (
     build_reward,
     call_reward,
     score,
+    with_terms,
 )
 from promptrl.tiny import tiny_assets
 
@@ -193,6 +194,23 @@ def test_weighted_sum_components_and_total(images):
     assert list(score(Length(), images, PROMPTS, IDEAS)[1]) == ["Length"]
     with pytest.raises(ValueError, match="one prompt and one idea per image"):
         score(brightness, images, PROMPTS[:2], IDEAS)
+
+
+def test_with_terms_adds_weighted_terms_to_any_reward(images):
+    def brightness(images, prompts, ideas):
+        return images.mean(dim=(1, 2, 3))
+
+    def darkness(images, prompts, ideas):
+        return 1 - images.mean(dim=(1, 2, 3))
+
+    mixed = with_terms(WeightedSum({"bright": (2.0, brightness)}), {"dark": (0.5, darkness)})
+    total, parts = score(mixed, images, PROMPTS, IDEAS)
+    assert list(parts) == ["bright", "dark"]
+    torch.testing.assert_close(total, 2.0 * parts["bright"] + 0.5 * parts["dark"])
+    alone = with_terms(brightness, {"dark": (0.5, darkness)})  # one function counts at weight 1
+    assert alone.terms["brightness"] == (1.0, brightness) and list(alone.terms) == ["brightness", "dark"]
+    with pytest.raises(ValueError, match=r"\['bright'\] are taken"):
+        with_terms(mixed, {"bright": (1.0, darkness)})
 
 
 def test_call_reward_accepts_lists_arrays_and_column_vectors(images):

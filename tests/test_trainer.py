@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from promptrl.config import load_config
 from promptrl.rewards import RewardError
-from promptrl.trainer import PromptTrainer, find_checkpoint
+from promptrl.rundir import find_checkpoint
+from promptrl.trainer import PromptTrainer
 
 
 def small_config(out, **overrides):
@@ -160,3 +161,12 @@ def test_training_hands_ppo_what_sampling_recorded_only_where_it_is_exact(tmp_pa
     assert (given[0] is not None) is records
     if records:
         assert [len(x) for x in given[0].logprobs] == [len(x) for x in given[0].values]
+
+
+def test_extra_rewards_join_the_configs_terms(tmp_path):
+    def brightness(images, prompts, ideas):
+        return images.mean(dim=(1, 2, 3))
+
+    trainer = PromptTrainer(small_config(tmp_path / "run"), extra_rewards={"bright": (0.5, brightness)})
+    assert list(trainer.reward.terms) == ["aesthetic", "similarity", "penalty", "bright"]
+    assert trainer.reward.terms["bright"] == (0.5, brightness)

@@ -9,7 +9,6 @@ so it needs credentials: `--auth user:password`, the `PROMPTRL_APP_AUTH` environ
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .. import logs
 from ..presets import DEFAULT_PRESET
 from .build import build_app
 from .limits import Limits
@@ -145,7 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--auth-file", default=None, help="file whose first line is user:password")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with logs.configure():  # promptrl's messages and the libraries' warnings; no INFO chatter
+        _serve_from_args(args)
+
+
+def _serve_from_args(args: argparse.Namespace) -> None:
     try:  # every check that can refuse runs before the models load
         auth = resolve_auth(args.auth, args.auth_file)
         check_exposure(args.host, args.share, auth)
