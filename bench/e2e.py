@@ -35,22 +35,14 @@ STAGES = ("time/generate", "time/render", "time/score", "time/optimize")
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpu", action="store_true", help="--real on CUDA (fails without a GPU)")
-    parser.add_argument(
-        "--real", action="store_true", help="the bloom-560m preset on a full-size stand-in hub"
-    )
+    parser.add_argument("--real", action="store_true", help="the bloom-560m preset on a full-size stand-in hub")
     parser.add_argument("--device", default=None, help="force the device (e.g. cpu)")
-    parser.add_argument(
-        "--ideas", type=int, default=None, help="samples per step (default 32 tiny, 64 real)"
-    )
+    parser.add_argument("--ideas", type=int, default=None, help="samples per step (default 32 tiny, 64 real)")
     parser.add_argument("--size", type=int, default=512, help="image size with --real")
     parser.add_argument("--steps", type=int, default=3, help="PPO steps; the first is warm-up")
-    parser.add_argument(
-        "--hub", default=None, help="where to build (or find) the stand-in hub; default: a temp dir"
-    )
+    parser.add_argument("--hub", default=None, help="where to build (or find) the stand-in hub; default: a temp dir")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the render comparison")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser.parse_args()
@@ -66,9 +58,7 @@ def build_hub(hub: Path, cuda: bool) -> None:
     print(f"stand-in hub (full size) ready in {time.perf_counter() - t0:.0f} s: {hub}")
 
 
-def render_comparison(
-    renderer, ideas: list[str], prompts: list[str], repeats: int, cuda: bool
-) -> None:
+def render_comparison(renderer, ideas: list[str], prompts: list[str], repeats: int, cuda: bool) -> None:
     """Renderer vs one plain pipeline call vs one call per prompt, on one chunk of prompts."""
     import torch
 
@@ -88,9 +78,7 @@ def render_comparison(
     )
 
     def plain():
-        return pipe(
-            prompt=prompts, generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **call
-        ).images
+        return pipe(prompt=prompts, generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **call).images
 
     def one_by_one():
         return [
@@ -142,9 +130,7 @@ def main() -> None:
     if real:
         hub = Path(args.hub) if args.hub else Path(tempfile.mkdtemp(prefix="promptrl-standin-"))
         # huggingface_hub reads these when it is imported: before anything imports promptrl.
-        os.environ.update(
-            HF_HOME=str(hub), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1"
-        )
+        os.environ.update(HF_HOME=str(hub), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
     import torch
 
@@ -221,9 +207,7 @@ def main() -> None:
             t = statistics.median(h[key] for h in rows)
             total += t
             print(f"  {key[5:]:9s} {t:8.3f} s")
-        print(
-            f"  {'step':9s} {total:8.3f} s   (process CPU time {statistics.median(step_cpu[-len(rows) :]):.3f} s)"
-        )
+        print(f"  {'step':9s} {total:8.3f} s   (process CPU time {statistics.median(step_cpu[-len(rows) :]):.3f} s)")
         if cuda:
             print(
                 f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB allocated, "

@@ -21,9 +21,17 @@ CASES = ("fixed", "varied")
 def tiny_gpt2(seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS,
-        bos_token_id=1, eos_token_id=1, pad_token_id=PAD_ID,
-        attn_pdrop=0.0, embd_pdrop=0.0, resid_pdrop=0.0,
+        vocab_size=VOCAB,
+        n_positions=64,
+        n_embd=HIDDEN,
+        n_layer=LAYERS,
+        n_head=HEADS,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=PAD_ID,
+        attn_pdrop=0.0,
+        embd_pdrop=0.0,
+        resid_pdrop=0.0,
     )
     return GPT2LMHeadModel(config)
 

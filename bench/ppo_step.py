@@ -124,18 +124,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--forward-batch-size", type=int, default=16, help="promptrl's forward_batch_size")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall: elapsed time; cpu: this process's CPU time, steadier on a shared "
-                             "machine (use with --threads 1)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)",
+    )
     args = parser.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
 
-    config = PPOConfig(batch_size=BATCH, mini_batch_size=MINIBATCH, forward_batch_size=args.forward_batch_size, ppo_epochs=EPOCHS)
-    print(f"tiny GPT-2 (hidden {HIDDEN}, {LAYERS} layers, {HEADS} heads, vocab {VOCAB}), batch {BATCH}, "
-          f"query {QUERY_LEN} + response {RESPONSE_LEN}, {EPOCHS} epochs x minibatch {MINIBATCH}, "
-          f"forward_batch_size {args.forward_batch_size}, {torch.get_num_threads()} threads; "
-          f"median {args.clock} time of {args.steps} steps after {args.warmup} warm-up")
+    config = PPOConfig(
+        batch_size=BATCH, mini_batch_size=MINIBATCH, forward_batch_size=args.forward_batch_size, ppo_epochs=EPOCHS
+    )
+    print(
+        f"tiny GPT-2 (hidden {HIDDEN}, {LAYERS} layers, {HEADS} heads, vocab {VOCAB}), batch {BATCH}, "
+        f"query {QUERY_LEN} + response {RESPONSE_LEN}, {EPOCHS} epochs x minibatch {MINIBATCH}, "
+        f"forward_batch_size {args.forward_batch_size}, {torch.get_num_threads()} threads; "
+        f"median {args.clock} time of {args.steps} steps after {args.warmup} warm-up"
+    )
     cases = [
         ("fixed", "promptrl", config),
         ("varied", "promptrl", config),

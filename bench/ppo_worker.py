@@ -37,8 +37,10 @@ def promptrl_step(recorded: bool = False):
 
     def record(queries, responses):
         rollout = trainer.rollout_pass(queries, responses)
-        rows = [(rollout.logprobs[i, :n], rollout.values[i, :n], rollout.entropy[i, :n])
-                for i, n in enumerate(len(r) for r in responses)]
+        rows = [
+            (rollout.logprobs[i, :n], rollout.values[i, :n], rollout.entropy[i, :n])
+            for i, n in enumerate(len(r) for r in responses)
+        ]
         return PolicyRecord(*(list(column) for column in zip(*rows)))
 
     return trainer.step, record
@@ -53,7 +55,8 @@ def trl_step():
     vocab = {f"t{i}": i for i in range(VOCAB)}
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(WordLevel(vocab, unk_token=f"t{PAD_ID}")),
-        pad_token=f"t{PAD_ID}", eos_token="t1",
+        pad_token=f"t{PAD_ID}",
+        eos_token="t1",
     )
     config = PPOConfig(batch_size=BATCH, mini_batch_size=MINIBATCH, ppo_epochs=EPOCHS, log_with=None)
     model = AutoModelForCausalLMWithValueHead.from_pretrained(tiny_gpt2())

@@ -57,10 +57,7 @@ def timed(fns: dict, repeats: int, cuda: bool) -> dict[str, tuple[float, float]]
                 torch.cuda.synchronize()
             if round_ > 0:
                 times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
-    return {
-        name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
-        for name, t in times.items()
-    }
+    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -110,9 +107,7 @@ def main() -> None:
             for p, s in zip(prompts, seeds)
         ]
 
-    torch.testing.assert_close(
-        renderer(prompts, ideas).images, plain_batch().float(), atol=2e-3, rtol=0
-    )
+    torch.testing.assert_close(renderer(prompts, ideas).images, plain_batch().float(), atol=2e-3, rtol=0)
     candidates = {"renderer": lambda: renderer(prompts, ideas), "plain batch": plain_batch}
     if not args.skip_one_by_one:
         candidates["one by one"] = one_by_one

@@ -42,8 +42,9 @@ def main() -> None:
     ideas = (load_ideas("bundled") * 8)[: args.ideas]
     # min_new_tokens makes both sides produce the same number of tokens, so the timing compares
     # the same work whatever the sampled text.
-    generator = PromptGenerator(model, tokenizer, PromptGenerationConfig(
-        template="Idea: {idea}\nPrompt:", max_new_tokens=args.max_new_tokens))
+    generator = PromptGenerator(
+        model, tokenizer, PromptGenerationConfig(template="Idea: {idea}\nPrompt:", max_new_tokens=args.max_new_tokens)
+    )
     gen_config = generator.generation_config(min_new_tokens=args.max_new_tokens)
 
     def ours():

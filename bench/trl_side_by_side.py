@@ -33,7 +33,11 @@ class Worker:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
         self.proc = subprocess.Popen(
             [python, str(HERE / "ppo_worker.py"), "--impl", impl, "--case", case, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         line = self.proc.stdout.readline().strip()
         if line != "ready":
@@ -67,12 +71,16 @@ def main() -> None:
     if not trl_available(args.trl_python):
         print(f"skipped: no trl 0.11.4 at {args.trl_python} (`make bench-trl` builds it)")
         return
-    print(f"promptrl ({sys.executable}) vs trl 0.11.4 ({args.trl_python}), defaults, {args.threads} thread(s), "
-          f"median CPU seconds of {args.steps} steps after {args.warmup} warm-up, alternating")
+    print(
+        f"promptrl ({sys.executable}) vs trl 0.11.4 ({args.trl_python}), defaults, {args.threads} thread(s), "
+        f"median CPU seconds of {args.steps} steps after {args.warmup} warm-up, alternating"
+    )
     for case in args.cases:
-        workers = {"promptrl": Worker(sys.executable, "promptrl", case, args.threads),
-                   "promptrl recorded": Worker(sys.executable, "promptrl-recorded", case, args.threads),
-                   "trl": Worker(args.trl_python, "trl", case, args.threads)}
+        workers = {
+            "promptrl": Worker(sys.executable, "promptrl", case, args.threads),
+            "promptrl recorded": Worker(sys.executable, "promptrl-recorded", case, args.threads),
+            "trl": Worker(args.trl_python, "trl", case, args.threads),
+        }
         times = {name: [] for name in workers}
         for i in range(args.warmup + args.steps):
             order = list(workers) if i % 2 == 0 else list(reversed(workers))
@@ -84,8 +92,10 @@ def main() -> None:
             worker.close()
         medians = {name: statistics.median(t) for name, t in times.items()}
         theirs = medians["trl"]
-        ratios = " | ".join(f"{name} {medians[name]:.3f} s/step, ratio {medians[name] / theirs:.2f}"
-                            for name in ("promptrl", "promptrl recorded"))
+        ratios = " | ".join(
+            f"{name} {medians[name]:.3f} s/step, ratio {medians[name] / theirs:.2f}"
+            for name in ("promptrl", "promptrl recorded")
+        )
         print(f"{case:>6}: trl 0.11.4 {theirs:.3f} s/step | {ratios}")
 
 

@@ -18,7 +18,7 @@ REPO = "<owner>/<repo>"
 COLAB = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
-SETUP = f'''\
+SETUP = f"""\
 import importlib.util
 import sys
 
@@ -29,9 +29,9 @@ if IN_COLAB:
     %pip install -q git+{{REPO_URL}}
 elif importlib.util.find_spec("promptrl") is None:
     %pip install -q -e ..  # a clone of the repository: the package is one directory up
-'''
+"""
 
-GPU_CHECK = '''\
+GPU_CHECK = """\
 import torch
 
 if torch.cuda.is_available():
@@ -42,12 +42,14 @@ else:
         "No GPU: this notebook runs its tiny offline mode on the CPU (toy models, a few minutes).\\n"
         "For the real models in Colab: Runtime > Change runtime type > T4 GPU, then Run all."
     )
-'''
+"""
 
 # --------------------------------------------------------------------------- promptrl_colab
 
 COLAB_CELLS = [
-    ("md", """\
+    (
+        "md",
+        """\
 # promptrl: teach a prompt generator to make better Stable Diffusion images
 
 {badge}
@@ -64,11 +66,14 @@ Two modes:
 - **`tiny`** (CPU, offline): tiny random stand-ins built locally. It runs every step of the
   pipeline in a few minutes, but its images are noise and its rewards arbitrary: it shows the
   mechanics, not the art.
-"""),
+""",
+    ),
     ("md", "## 1. Install, check the GPU"),
     ("code", SETUP),
     ("code", GPU_CHECK),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 2. Parameters
 
 `MODE` picks a preset (`bloom-560m`, `gpt2` or `tiny`); everything else in the preset can be
@@ -81,8 +86,11 @@ the arithmetic). If it runs out of memory, add to `OVERRIDES`, in this order:
 `"render.chunk_size=4"`; then `"ppo.mini_batch_size=4"`, `"ppo.forward_batch_size=4"`;
 then `"policy.gradient_checkpointing=true"`, `"generation.max_new_tokens=32"`. If it is too slow:
 `"render.height=384"`, `"render.width=384"`, `"ppo.batch_size=16"`, or fewer `STEPS`.
-"""),
-    ("params", '''\
+""",
+    ),
+    (
+        "params",
+        """\
 MODE = "bloom-560m" if torch.cuda.is_available() else "tiny"
 IDEAS = "bundled"  # the 256 bundled ideas; or a list of your own, a text file, "hf:<dataset>:<column>"
 COMPARE_IDEAS = [  # the before/after comparison: same ideas, same seeds
@@ -100,16 +108,22 @@ OUTPUT_DIR = None  # None: runs/<MODE>
 PUSH_TO_HUB = False  # upload the trained generator (needs an HF_TOKEN secret with write access)
 HUB_REPO = "<your-username>/promptrl-bloom-560m"
 LAUNCH_APP = IN_COLAB  # start the Gradio app on the trained generator at the end
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 3. The configuration
 
 In tiny mode the run is sized for a CPU: 24 steps on the four comparison ideas, each sampled
 several times per batch, and every prompt's reward compared with the other prompts for the same
 idea (`rewards.baseline=group`: same idea, same image seed, so the difference is the prompt's
 doing).
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 import dataclasses
 
 from promptrl.config import load_config
@@ -133,16 +147,22 @@ print(f"{MODE}: {config.policy.model} -> {config.render.pipeline}, {config.steps
       f"{config.ppo.batch_size} prompts ({config.samples_per_idea} per idea)")
 for t in config.rewards.terms:
     print("  reward", t)
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 4. Rewards, including your own
 
 A reward is any function `reward(images, prompts, ideas) -> one number per image`, where
 `images` is a `[batch, 3, H, W]` tensor in [0, 1]. Here is colourfulness (Hasler and
 Süsstrunk, 2003), mixed with the preset's built-in rewards by a `WeightedSum`. `score` returns
 the total and each component: try it on a few images before training.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        '''\
 from IPython.display import Image, Markdown, display
 
 from promptrl.plots import image_grid
@@ -172,15 +192,21 @@ rows += [f"| {p} | {t:.3f} | " + " | ".join(f"{parts[k][i]:.3f}" for k in parts)
          for i, (p, t) in enumerate(zip(render.prompts, total.tolist()))]
 display(Markdown("\\n".join(rows)))
 display(image_grid(to_pil(render.images), [f"{t:.3f} | {p}" for p, t in zip(render.prompts, total.tolist())]))
-'''),
-    ("md", """\
+''',
+    ),
+    (
+        "md",
+        """\
 ## 5. Train
 
 The plots redraw every `PLOT_EVERY` steps: each reward component, the KL divergence from the
 starting model and its coefficient, and the latest grid of the batch's images. Every number is
 also in `metrics.jsonl` in the run directory.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 from pathlib import Path
 
 from IPython.display import clear_output
@@ -209,13 +235,19 @@ def live_plot(metrics):
 
 history = trainer.train(callback=live_plot)
 REWARD_HISTORY = [h["reward/total/mean"] for h in history]
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 6. Before and after
 
 The same ideas, the same sampling seed and the same image seeds, before and after training.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 import json
 import statistics
 
@@ -229,14 +261,20 @@ summary = {
     "after": statistics.mean(a["reward"] for a in trainer.after),
 }
 print("REWARD_RISE", json.dumps(summary))
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 7. Save, reload, share
 
 `train()` saved the generator with `save_pretrained` in `<run>/model`: the model (or, with
 LoRA, its adapter), the value head and the tokenizer. It reloads like any Hugging Face model.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 from transformers import AutoTokenizer
 
 from promptrl.generation import PromptGenerator
@@ -248,8 +286,11 @@ generator = PromptGenerator(ValueHeadModel.from_pretrained(model_dir).to(device)
                             AutoTokenizer.from_pretrained(model_dir), config.generation)
 for idea, prompt in zip(["a dragon made of glass"] * 3, generator(["a dragon made of glass"] * 3).prompts):
     print(f"{idea} -> {prompt}")
-'''),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 if PUSH_TO_HUB:
     import os
 
@@ -264,8 +305,11 @@ if PUSH_TO_HUB:
     api.create_repo(HUB_REPO, exist_ok=True)
     api.upload_folder(repo_id=HUB_REPO, folder_path=str(model_dir))
     print(f"https://huggingface.co/{HUB_REPO}")
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 8. The Gradio app
 
 Generate prompts with the trained model next to the starting one, render and score them, or
@@ -273,8 +317,11 @@ start another run. The app shows up below this cell through Colab's own port pro
 (signed in to this notebook) can reach it. `SHARE_APP = True` instead makes a public link that
 anyone who has it can open; it is then protected by a generated password, printed here: share the
 link and the password only with people you trust (they can start training runs on your GPU).
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 SHARE_APP = False  # True: a public gradio.live link, behind a generated password
 APP_PORT = 7860
 if LAUNCH_APP:
@@ -296,13 +343,16 @@ if LAUNCH_APP:
             from google.colab import output
 
             output.serve_kernel_port_as_iframe(APP_PORT, height=900)
-'''),
+""",
+    ),
 ]
 
 # --------------------------------------------------------------------------- sentiment_gpt2
 
 SENTIMENT_CELLS = [
-    ("md", """\
+    (
+        "md",
+        """\
 # GPT-2 learns to write positive movie reviews
 
 {badge}
@@ -318,17 +368,23 @@ Two modes:
 - **`tiny`** (CPU, offline, under a minute): a tiny random GPT-2 and a tiny random classifier
   built locally, queries from the bundled review openings. "Positive" then means whatever the
   random classifier likes, but the loop is the same and the reward still rises.
-"""),
+""",
+    ),
     ("md", "## 1. Install, check the GPU"),
     ("code", SETUP),
     ("code", GPU_CHECK),
-    ("md", """\
+    (
+        "md",
+        """\
 ## 2. Parameters
 
 The seed's settings, with two changes: minibatches of 16 instead of one sample (one-sample
 minibatches were a defect of the seed), and responses sampled in batches per query length.
-"""),
-    ("params", '''\
+""",
+    ),
+    (
+        "params",
+        """\
 MODE = "gpt2-imdb" if torch.cuda.is_available() else "tiny"
 SEED = 0
 SETTINGS = {
@@ -350,9 +406,12 @@ SETTINGS = {
     },
 }
 N_EVAL = 64  # reviews in the before/after comparison
-'''),
+""",
+    ),
     ("md", "## 3. Models and queries"),
-    ("code", '''\
+    (
+        "code",
+        """\
 from transformers import AutoTokenizer
 
 from promptrl.gpt2 import GPT2HeadWithValueModel, respond_to_batch
@@ -383,20 +442,29 @@ ppo_trainer = PPOTrainer(gpt2_model, gpt2_model_ref, gpt2_tokenizer, **cfg["ppo"
 
 queries = review_queries(reviews, gpt2_tokenizer, cfg["txt_in_min_len"], cfg["txt_in_max_len"], seed=SEED)
 print(f"{len(queries)} queries, e.g. {[gpt2_tokenizer.decode(q) for q in queries[:3]]}")
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 The seed's API, one query at a time: `respond_to_batch` samples a continuation, any number
 can be its reward, and `step` runs one PPO update on (query, response, reward) triplets.
 Training below does the same with whole batches.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 query_tensor = gpt2_tokenizer.encode("this movie was", return_tensors="pt")
 response_tensor = respond_to_batch(gpt2_model, query_tensor, txt_len=cfg["txt_out_max_len"])
 text = gpt2_tokenizer.decode(query_tensor[0]) + gpt2_tokenizer.decode(response_tensor[0])
 print(repr(text), "-> positive logit", round(sentiment([text]).item(), 3))
-'''),
+""",
+    ),
     ("md", "## 4. Train"),
-    ("code", '''\
+    (
+        "code",
+        """\
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -413,8 +481,11 @@ for _ in tqdm(range(cfg["steps"])):
     log.append({"reward": rewards.mean().item(), "kl": stats["objective/kl"],
                 "kl_coef": stats["objective/kl_coef"]})
 REWARD_HISTORY = [row["reward"] for row in log]
-'''),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 import matplotlib.pyplot as plt
 
 fig, (ax_reward, ax_kl) = plt.subplots(1, 2, figsize=(12, 3.5))
@@ -426,14 +497,20 @@ for ax in (ax_reward, ax_kl):
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
 plt.show()
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 5. Before and after
 
 The same review openings, continued by the starting model and by the trained one with the
 same sampling seed.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 import json
 
 import pandas as pd
@@ -459,20 +536,27 @@ summary = {
     "after": float(table["reward after"].mean()),
 }
 print("REWARD_RISE", json.dumps(summary))
-'''),
-    ("md", """\
+""",
+    ),
+    (
+        "md",
+        """\
 ## 6. Save
 
 `save_pretrained` writes the GPT-2 weights, the value head and (separately) the tokenizer;
 `GPT2HeadWithValueModel.from_pretrained` reloads both.
-"""),
-    ("code", '''\
+""",
+    ),
+    (
+        "code",
+        """\
 save_dir = f"gpt2-positive-{MODE}"
 gpt2_model.save_pretrained(save_dir)
 gpt2_tokenizer.save_pretrained(save_dir)
 reloaded = GPT2HeadWithValueModel.from_pretrained(save_dir)
 print(save_dir, "->", type(reloaded).__name__)
-'''),
+""",
+    ),
 ]
 
 

@@ -21,9 +21,7 @@ def _allowed(hint) -> str:
     }
     origin = typing.get_origin(hint) or hint
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(
-            "null" if a is type(None) else _allowed(a) for a in typing.get_args(hint)
-        )
+        return " or ".join("null" if a is type(None) else _allowed(a) for a in typing.get_args(hint))
     return names.get(origin, getattr(origin, "__name__", str(origin)))
 
 
@@ -38,9 +36,7 @@ def _fits(value, hint) -> bool:
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is float:
-        return (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        )
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if origin in (list, dict, str):
         return isinstance(value, origin)
     return True
@@ -55,9 +51,7 @@ def check_types(obj, section: str) -> None:
         if dataclasses.is_dataclass(value):
             continue
         if not _fits(value, hints[f.name]):
-            raise ValueError(
-                f"config key '{key(section, f.name)}' must be {_allowed(hints[f.name])}, got {value!r}."
-            )
+            raise ValueError(f"config key '{key(section, f.name)}' must be {_allowed(hints[f.name])}, got {value!r}.")
 
 
 def key(section: str, name: str) -> str:
@@ -79,8 +73,7 @@ def positive(section: str, name: str, value) -> None:
 def one_of(section: str, name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(
-            f"config key '{key(section, name)}' must be one of {', '.join(map(repr, choices))}, "
-            f"got {value!r}."
+            f"config key '{key(section, name)}' must be one of {', '.join(map(repr, choices))}, got {value!r}."
         )
 
 

@@ -17,8 +17,14 @@ logger = logging.getLogger("promptrl")
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help=f"named config: tiny, bloom-560m, gpt2 (default: {DEFAULT_PRESET})")
     p.add_argument("--config", default=None, help="YAML file of config values (on top of the preset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any field, e.g. --set ppo.lr=1e-4 --set steps=50 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any field, e.g. --set ppo.lr=1e-4 --set steps=50 (repeatable)",
+    )
     p.add_argument("--output-dir", default=None, help="where the run writes (same as --set output_dir=...)")
 
 
@@ -58,8 +64,10 @@ def cmd_train(args) -> None:
     first = sum(h["reward/total/mean"] for h in history[:third]) / third
     last = sum(h["reward/total/mean"] for h in history[-third:]) / third
     print(f"Trained {trainer.step} steps; mean reward {first:.4f} (first third) -> {last:.4f} (last third).")
-    print(f"Model: {trainer.output_dir / 'model'}  report: {trainer.output_dir / 'report.png'}  "
-          f"samples: {trainer.output_dir / 'samples.md'}")
+    print(
+        f"Model: {trainer.output_dir / 'model'}  report: {trainer.output_dir / 'report.png'}  "
+        f"samples: {trainer.output_dir / 'samples.md'}"
+    )
     if trainer.heldout_eval is not None:
         print(f"Held-out comparison with the start model: {trainer.output_dir / 'eval' / 'eval.md'}")
 
@@ -98,8 +106,13 @@ def cmd_generate(args) -> None:
     model, tokenizer = _policy(args.model)
     template = args.template or model_config(Path(args.model)).generation.template
     torch.manual_seed(args.seed)
-    gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(
-        template=template, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p))
+    gen = PromptGenerator(
+        model,
+        tokenizer,
+        PromptGenerationConfig(
+            template=template, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p
+        ),
+    )
     ideas = [idea for idea in args.ideas for _ in range(args.num)]
     for idea, prompt in zip(ideas, gen(ideas).prompts):
         print(json.dumps({"idea": idea, "prompt": prompt}) if args.json else f"{idea} -> {prompt}")
@@ -112,8 +125,14 @@ def _renderer(args, render):
     from .rendering import Renderer
     from .tiny import resolve_tiny
 
-    flags = {"pipeline": args.pipeline, "num_inference_steps": args.steps, "guidance_scale": args.guidance,
-             "height": args.size, "width": args.size, "seed": args.seed}
+    flags = {
+        "pipeline": args.pipeline,
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "height": args.size,
+        "width": args.size,
+        "seed": args.seed,
+    }
     return Renderer(resolve_tiny(replace(render, **{k: v for k, v in flags.items() if v is not None})))
 
 
@@ -147,8 +166,16 @@ def cmd_eval(args) -> None:
     from .eval_run import evaluate_model
 
     result, out = evaluate_model(
-        args.model, base=args.base, ideas=args.ideas, samples=args.samples, rewards=args.rewards,
-        judges=args.judges, out=args.out, preset=args.preset, config_file=args.config, overrides=args.overrides,
+        args.model,
+        base=args.base,
+        ideas=args.ideas,
+        samples=args.samples,
+        rewards=args.rewards,
+        judges=args.judges,
+        out=args.out,
+        preset=args.preset,
+        config_file=args.config,
+        overrides=args.overrides,
     )
     print(result.summary())
     print(f"Wrote {out / 'eval.md'}, {out / 'eval.json'} and {out / 'eval.png'}")
@@ -159,14 +186,25 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default=None, help="model to compare against (default: the run's start model)")
     p.add_argument("--ideas", default=None, help="text file of ideas (default: the run's held-out ideas)")
     p.add_argument("--samples", type=int, default=None, help="prompts per idea and model (default: eval.samples)")
-    p.add_argument("--rewards", nargs="+", default=None, metavar="TYPE",
-                   help="score with these reward types instead of the run's reward (aesthetic similarity pickscore hps penalty)")
+    p.add_argument(
+        "--rewards",
+        nargs="+",
+        default=None,
+        metavar="TYPE",
+        help="score with these reward types instead of the run's reward (aesthetic similarity pickscore hps penalty)",
+    )
     p.add_argument("--judges", nargs="+", default=None, metavar="TYPE", help="extra judges besides eval.judges")
     p.add_argument("--out", default=None, help="output folder (default: <run>/eval)")
     p.add_argument("--preset", default=None, help="settings from a preset instead of the run's config.yaml")
     p.add_argument("--config", default=None, help="settings from a YAML file instead of the run's config.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set eval.seed=1")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set eval.seed=1",
+    )
 
 
 def _render_args(p: argparse.ArgumentParser, defaults: dict[str, object] | None) -> None:
@@ -176,8 +214,11 @@ def _render_args(p: argparse.ArgumentParser, defaults: dict[str, object] | None)
         return f"(default: {defaults[key]})" if defaults else "(default: the preset's)"
 
     p.add_argument("prompts", nargs="+", help="prompts to render")
-    p.add_argument("--pipeline", default=None,
-                   help=f"diffusers pipeline: hub name, local dir, or tiny:pipeline {default('pipeline')}")
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        help=f"diffusers pipeline: hub name, local dir, or tiny:pipeline {default('pipeline')}",
+    )
     p.add_argument("--steps", type=int, default=None, help=f"inference steps {default('num_inference_steps')}")
     p.add_argument("--guidance", type=float, default=None, help=f"guidance scale {default('guidance_scale')}")
     p.add_argument("--size", type=int, default=None, help=f"image height and width {default('height')}")
@@ -187,15 +228,25 @@ def _render_args(p: argparse.ArgumentParser, defaults: dict[str, object] | None)
 def build_parser() -> argparse.ArgumentParser:
     from .rendering import RenderConfig
 
-    parser = argparse.ArgumentParser(prog="promptrl", description="PPO fine-tuning of a Stable Diffusion prompt generator.")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print the details too: debug lines, library logs and warnings, loading bars")
+    parser = argparse.ArgumentParser(
+        prog="promptrl", description="PPO fine-tuning of a Stable Diffusion prompt generator."
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the details too: debug lines, library logs and warnings, loading bars",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="run PPO on image rewards (SFT warm start first if the config enables it)")
     _config_args(p)
-    p.add_argument("--resume", default=None, help="run directory or checkpoint to continue from (its "
-                   "config.yaml is the config unless --preset/--config are given)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="run directory or checkpoint to continue from (its "
+        "config.yaml is the config unless --preset/--config are given)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a run already in the output dir")
     p.set_defaults(func=cmd_train)
 
@@ -207,8 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="expand ideas into prompts with a trained generator")
     p.add_argument("ideas", nargs="+", help="short ideas, e.g. 'a lighthouse in a storm'")
     p.add_argument("--model", required=True, help="directory written by save_pretrained (e.g. runs/tiny/model)")
-    p.add_argument("--template", default=None, help="query template with {idea} (default: the one the model's "
-                   "run recorded, else its preset's)")
+    p.add_argument(
+        "--template",
+        default=None,
+        help="query template with {idea} (default: the one the model's run recorded, else its preset's)",
+    )
     p.add_argument("--num", type=int, default=1, help="prompts per idea")
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -225,13 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="render prompts and print each reward component")
     _render_args(p, None)
     p.add_argument("--ideas", nargs="*", default=None, help="ideas for the similarity reward (default: the prompts)")
-    p.add_argument("--preset", default=None, help=f"preset whose rewards and render settings to use (default: "
-                   f"{DEFAULT_PRESET})")
+    p.add_argument(
+        "--preset", default=None, help=f"preset whose rewards and render settings to use (default: {DEFAULT_PRESET})"
+    )
     p.add_argument("--config", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("eval", help="compare a tuned generator with its start on held-out ideas (paired, bootstrap CIs)")
+    p = sub.add_parser(
+        "eval", help="compare a tuned generator with its start on held-out ideas (paired, bootstrap CIs)"
+    )
     _eval_args(p)
     p.set_defaults(func=cmd_eval)
 

@@ -55,8 +55,13 @@ class PolicyConfig:
             return None
         from peft import LoraConfig
 
-        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, target_modules=self.lora_target_modules,
-                          lora_dropout=0.0, task_type="CAUSAL_LM")
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            target_modules=self.lora_target_modules,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+        )
 
 
 @dataclass
@@ -111,12 +116,16 @@ class RewardsConfig:
         checks.one_of("rewards", "baseline", self.baseline, tuple(BASELINES))
         for i, term in enumerate(self.terms):
             if not isinstance(term, dict) or not isinstance(term.get("type"), str):
-                raise ValueError(f"config key 'rewards.terms' item {i + 1} must be a mapping with a 'type' "
-                                 f"(e.g. {{type: aesthetic, weight: 1.0}}), got {term!r}.")
+                raise ValueError(
+                    f"config key 'rewards.terms' item {i + 1} must be a mapping with a 'type' "
+                    f"(e.g. {{type: aesthetic, weight: 1.0}}), got {term!r}."
+                )
             weight = term.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(f"config key 'rewards.terms' item {i + 1} ({term['type']}) has weight {weight!r}; "
-                                 "a weight must be a finite number.")
+                raise ValueError(
+                    f"config key 'rewards.terms' item {i + 1} ({term['type']}) has weight {weight!r}; "
+                    "a weight must be a finite number."
+                )
 
 
 JUDGE_TYPES = ("aesthetic", "similarity", "pickscore", "hps", "penalty")
@@ -148,8 +157,10 @@ class EvalConfig:
             checks.at_least("eval", name, getattr(self, name), low)
         for judge in self.judges or []:
             if not isinstance(judge, dict) or judge.get("type") not in JUDGE_TYPES:
-                raise ValueError(f"config key 'eval.judges' item {judge!r} must be a reward spec whose type is "
-                                 f"one of {', '.join(JUDGE_TYPES)}.")
+                raise ValueError(
+                    f"config key 'eval.judges' item {judge!r} must be a reward spec whose type is "
+                    f"one of {', '.join(JUDGE_TYPES)}."
+                )
 
 
 @dataclass
@@ -201,16 +212,22 @@ class TrainConfig:
         if not all(isinstance(t, str) for t in self.trackers):
             raise ValueError(f"config key 'trackers' must be a list of tracker names, got {self.trackers!r}.")
         if self.ppo.batch_size % self.samples_per_idea:
-            raise ValueError(f"config key 'samples_per_idea' ({self.samples_per_idea}) must divide "
-                             f"ppo.batch_size ({self.ppo.batch_size}).")
+            raise ValueError(
+                f"config key 'samples_per_idea' ({self.samples_per_idea}) must divide "
+                f"ppo.batch_size ({self.ppo.batch_size})."
+            )
         if self.rewards.baseline == "group" and self.samples_per_idea < 2:
-            raise ValueError("config key 'rewards.baseline' is 'group', which compares samples of the same idea: "
-                             f"set samples_per_idea >= 2 (got {self.samples_per_idea}).")
+            raise ValueError(
+                "config key 'rewards.baseline' is 'group', which compares samples of the same idea: "
+                f"set samples_per_idea >= 2 (got {self.samples_per_idea})."
+            )
         # The rollouts sample at generation.temperature; PPO's log-probs assume ppo.temperature.
         if self.generation.temperature != self.ppo.temperature:
-            raise ValueError(f"config keys 'generation.temperature' ({self.generation.temperature}) and "
-                             f"'ppo.temperature' ({self.ppo.temperature}) differ; set one of them (the other "
-                             "follows) or both to the same value.")
+            raise ValueError(
+                f"config keys 'generation.temperature' ({self.generation.temperature}) and "
+                f"'ppo.temperature' ({self.ppo.temperature}) differ; set one of them (the other "
+                "follows) or both to the same value."
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -312,7 +329,9 @@ def get_preset(name: str) -> TrainConfig:
     return update_dataclass(TrainConfig(), PRESETS[name]())
 
 
-def load_config(preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+def load_config(
+    preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
     """Preset, then YAML file, then `key=value` overrides, each on top of the last."""
     config = get_preset(preset) if preset else TrainConfig()
     if config_file:

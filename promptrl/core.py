@@ -198,7 +198,9 @@ class RunningMoments:
     def update(self, xs: torch.Tensor) -> tuple[float, float]:
         """Fold a batch of scores in; returns the batch's own (mean, std)."""
         xs = xs.double()
-        local = torch.stack([xs.sum(), (xs * xs).sum(), torch.tensor(float(xs.numel()), dtype=xs.dtype, device=xs.device)])
+        local = torch.stack(
+            [xs.sum(), (xs * xs).sum(), torch.tensor(float(xs.numel()), dtype=xs.dtype, device=xs.device)]
+        )
         total, total_sq, n = _all_reduce_sum(local).tolist()
         batch_mean = total / n
         batch_var = max(total_sq / n - batch_mean**2, 0.0)

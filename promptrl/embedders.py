@@ -74,9 +74,7 @@ class LastBatchCache:
         self._key: tuple | None = None
         self._value: torch.Tensor | None = None
 
-    def get(
-        self, images: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
+    def get(self, images: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``compute(images)``, or its remembered result for this very batch."""
         if self._key is not None:
             ref, version = self._key
@@ -245,9 +243,7 @@ class TransformersClip:
         self._last_batch = LastBatchCache()
 
     @classmethod
-    def shared(
-        cls, model: str, processor: str | None = None, device=None, dtype=None
-    ) -> TransformersClip:
+    def shared(cls, model: str, processor: str | None = None, device=None, dtype=None) -> TransformersClip:
         """The process-wide instance for these arguments (loaded on first use)."""
         return shared_instance(cls, model, processor, device, dtype)
 
@@ -262,9 +258,7 @@ class TransformersClip:
         return self._last_batch.get(images, self._embed_images)
 
     def _embed_images(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = self.processor(images=images.float(), do_rescale=False, return_tensors="pt")[
-            "pixel_values"
-        ]
+        pixels = self.processor(images=images.float(), do_rescale=False, return_tensors="pt")["pixel_values"]
         out = self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype))
         return F.normalize(self._features(out).float(), dim=-1)
 
@@ -278,7 +272,5 @@ class TransformersClip:
             max_length=self.max_length,
             return_tensors="pt",
         ).to(self.device)
-        out = self.model.get_text_features(
-            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-        )
+        out = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
         return F.normalize(self._features(out).float(), dim=-1)

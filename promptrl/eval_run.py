@@ -49,9 +49,7 @@ def locate(model: str, base: str | None = None) -> EvalTarget:
     info = path / RUN_INFO_FILE
     if base is None:
         if not info.exists():
-            raise ValueError(
-                f"{model} records no start model ({RUN_INFO_FILE}); pass --base MODEL to compare against."
-            )
+            raise ValueError(f"{model} records no start model ({RUN_INFO_FILE}); pass --base MODEL to compare against.")
         # recorded portably: `run:sft` (inside the run) or `tiny:policy` (a tiny stand-in)
         base = resolve_tiny(resolve_recorded(json.loads(info.read_text())["start_model"], run_dir or path.parent))
     check_model_source(base, "--base")
@@ -74,9 +72,7 @@ def model_config(model: Path, overrides: list[str] | None = None) -> TrainConfig
     return load_config(preset or DEFAULT_PRESET, None, overrides)
 
 
-def eval_config(
-    target: EvalTarget, preset: str | None, config_file: str | None, overrides: list[str]
-) -> TrainConfig:
+def eval_config(target: EvalTarget, preset: str | None, config_file: str | None, overrides: list[str]) -> TrainConfig:
     """The tuned model's own settings unless a preset or config file is named; then `--set`
     overrides."""
     if preset is None and config_file is None:
@@ -103,9 +99,7 @@ def evaluate_model(
     for flag, kinds in (("--rewards", rewards), ("--judges", judges)):
         unknown = sorted(set(kinds or ()) - set(JUDGE_TYPES))
         if unknown:
-            raise ValueError(
-                f"{flag}: unknown reward type(s) {', '.join(unknown)}; allowed: {', '.join(JUDGE_TYPES)}."
-            )
+            raise ValueError(f"{flag}: unknown reward type(s) {', '.join(unknown)}; allowed: {', '.join(JUDGE_TYPES)}.")
     target = locate(model, base)
     config = eval_config(target, preset, config_file, overrides or [])
     e = config.eval if samples is None else dataclasses.replace(config.eval, samples=samples)  # checked there
@@ -118,8 +112,7 @@ def evaluate_model(
         idea_list = heldout_split(load_ideas(config.ideas), e.heldout, config.seed)[1]
         if target.run_dir is not None:
             logger.warning(
-                "%s records no held-out ideas (%s): the run may have trained on the ideas "
-                "evaluated now.",
+                "%s records no held-out ideas (%s): the run may have trained on the ideas evaluated now.",
                 target.run_dir,
                 HELDOUT_FILE,
             )

@@ -18,9 +18,7 @@ import numpy as np
 from PIL import Image
 
 
-def bootstrap_indices(
-    n_ideas: int, n_samples: int, resamples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_indices(n_ideas: int, n_samples: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two-stage bootstrap draws from a seeded generator: ``[resamples, ideas]`` idea indices,
     then ``[resamples, ideas, samples]`` sample indices within each drawn idea. Both stages
     are resampled so that a few ideas (even one) still give an honest interval."""
@@ -147,16 +145,12 @@ class EvalResult:
             "|---|---|---|",
         ]
         for pair in self.pairs[:: self.samples]:
-            out.append(
-                f"| {_cell(pair['idea'])} | {_cell(pair['base_prompt'])} | {_cell(pair['tuned_prompt'])} |"
-            )
+            out.append(f"| {_cell(pair['idea'])} | {_cell(pair['base_prompt'])} | {_cell(pair['tuned_prompt'])} |")
         return "\n".join(out) + "\n"
 
     def summary(self) -> str:
         """A few lines for the terminal."""
-        lines = [
-            f"{self.names['tuned']} vs {self.names['base']} on {len(self.ideas)} ideas x {self.samples} samples:"
-        ]
+        lines = [f"{self.names['tuned']} vs {self.names['base']} on {len(self.ideas)} ideas x {self.samples} samples:"]
         for name, s in self.rewards.items():
             verdict = (
                 "better"

@@ -43,9 +43,7 @@ def heldout_split(ideas: list[str], n: int, seed: int = 0) -> tuple[list[str], l
     distinct = list(dict.fromkeys(ideas))
     n = min(n, len(distinct) // 4)
     n = n if n >= 2 else 0
-    ranked = sorted(
-        distinct, key=lambda i: hashlib.sha256(f"heldout\x00{seed}\x00{i}".encode()).digest()
-    )
+    ranked = sorted(distinct, key=lambda i: hashlib.sha256(f"heldout\x00{seed}\x00{i}".encode()).digest())
     held = set(ranked[:n])
     return [i for i in ideas if i not in held], [i for i in distinct if i in held]
 
@@ -109,9 +107,7 @@ def image_seed(seed: int, slot: int, idea: str) -> int:
     return idea_seed(derive_seed(seed, "eval/images", slot), idea)
 
 
-def score_columns(
-    reward: RewardFn, judges: WeightedSum | None, images, prompts, ideas
-) -> dict[str, torch.Tensor]:
+def score_columns(reward: RewardFn, judges: WeightedSum | None, images, prompts, ideas) -> dict[str, torch.Tensor]:
     """Named score columns: the reward's components (and ``total`` when it has several),
     then each judge as ``judge/<name>``."""
     total, components = score(reward, images, prompts, ideas)
@@ -119,9 +115,7 @@ def score_columns(
     if len(components) > 1:
         columns = {"total": total, **columns}
     if judges is not None:
-        columns.update(
-            {JUDGE_PREFIX + k: v for k, v in score(judges, images, prompts, ideas)[1].items()}
-        )
+        columns.update({JUDGE_PREFIX + k: v for k, v in score(judges, images, prompts, ideas)[1].items()})
     return columns
 
 
@@ -157,9 +151,7 @@ def sample_and_score(
         if bar is not None:
             bar.update(1)
     by_idea = [list(p) for p in zip(*prompts)]
-    return ModelSamples(
-        by_idea, np.array(truncated).T, {k: np.stack(v, 1) for k, v in columns.items()}, images
-    )
+    return ModelSamples(by_idea, np.array(truncated).T, {k: np.stack(v, 1) for k, v in columns.items()}, images)
 
 
 def compare_samples(
@@ -173,13 +165,8 @@ def compare_samples(
     """Statistics, tables and grid of two generators' ``ModelSamples`` on the same ideas."""
     samples = base.truncated.shape[1]
     idx = bootstrap_indices(len(ideas), samples, bootstrap, seed)
-    rewards = {
-        name: paired_stats(base.scores[name], tuned.scores[name], idx) for name in base.scores
-    }
-    flat = {
-        side: [p for row in s.prompts for p in row]
-        for side, s in (("base", base), ("tuned", tuned))
-    }
+    rewards = {name: paired_stats(base.scores[name], tuned.scores[name], idx) for name in base.scores}
+    flat = {side: [p for row in s.prompts for p in row] for side, s in (("base", base), ("tuned", tuned))}
     prompts = {
         "base": prompt_stats(flat["base"], base.truncated),
         "tuned": prompt_stats(flat["tuned"], tuned.truncated),

@@ -130,7 +130,9 @@ class PromptGenerator:
         enc = self.tokenizer(self.queries(ideas), return_tensors="pt", padding=True).to(device)
         recorder = SamplingRecorder(self.model, config) if record else None
         try:
-            out = self.model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, generation_config=config)
+            out = self.model.generate(
+                input_ids=enc.input_ids, attention_mask=enc.attention_mask, generation_config=config
+            )
         finally:
             if recorder is not None:
                 recorder.remove()
@@ -212,7 +214,9 @@ class SamplingRecorder:
             self._take(new_tokens[:, -1])
         columns = [torch.stack(rows, 1).cpu() for rows in (self.logprobs, self.values, self.entropy)]
         if any(c.shape != new_tokens.shape for c in columns):
-            raise RuntimeError(f"recorded {[list(c.shape) for c in columns]} for {list(new_tokens.shape)} sampled tokens")
+            raise RuntimeError(
+                f"recorded {[list(c.shape) for c in columns]} for {list(new_tokens.shape)} sampled tokens"
+            )
         logprobs, values, entropy = ([c[i, : len(r)] for i, r in enumerate(responses)] for c in columns)
         return PolicyRecord(logprobs, values, entropy)
 

@@ -35,8 +35,10 @@ def load_ideas(source) -> list[str]:
         raise ValueError("No ideas to train on: the ideas source is empty.")
     longest = max(ideas, key=len)
     if len(longest) > MAX_IDEA_CHARS:
-        raise ValueError(f"An idea is {len(longest)} characters long ({longest[:40]!r}...); ideas must be at most "
-                         f"{MAX_IDEA_CHARS} characters: a short seed, the model writes the prompt.")
+        raise ValueError(
+            f"An idea is {len(longest)} characters long ({longest[:40]!r}...); ideas must be at most "
+            f"{MAX_IDEA_CHARS} characters: a short seed, the model writes the prompt."
+        )
     return ideas
 
 

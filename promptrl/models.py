@@ -70,8 +70,9 @@ class TanhGELU(nn.Module):
 def _tanh_gelu_classes() -> tuple[type, ...]:
     from transformers import activations
 
-    classes = [getattr(activations, name) for name in ("NewGELUActivation", "FastGELUActivation")
-               if hasattr(activations, name)]
+    classes = [
+        getattr(activations, name) for name in ("NewGELUActivation", "FastGELUActivation") if hasattr(activations, name)
+    ]
     try:
         from transformers.models.bloom.modeling_bloom import BloomGelu
 
@@ -235,9 +236,7 @@ class ValueHeadModel(nn.Module):
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | os.PathLike, peft_config=None, **kwargs
-    ) -> ValueHeadModel:
+    def from_pretrained(cls, name_or_path: str | os.PathLike, peft_config=None, **kwargs) -> ValueHeadModel:
         """Load a causal LM (hub name or local dir) and its value head if one was saved.
 
         `peft_config` (e.g. `peft.LoraConfig`) wraps the model in fresh LoRA adapters; a

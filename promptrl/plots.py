@@ -40,8 +40,15 @@ def plot_report(history: list[dict], path: str | Path) -> None:
     from matplotlib.figure import Figure
 
     steps = [h["step"] for h in history]
-    names = sorted({k[len("reward/"):-len("/mean")] for h in history for k in h
-                    if k.startswith("reward/") and k.endswith("/mean")}, key=lambda n: (n != "total", n))
+    names = sorted(
+        {
+            k[len("reward/") : -len("/mean")]
+            for h in history
+            for k in h
+            if k.startswith("reward/") and k.endswith("/mean")
+        },
+        key=lambda n: (n != "total", n),
+    )
     judges = sorted({k for h in history for k in h if k.startswith("judge/") and k.endswith("/mean")})
     panels = len(names) + 2 + bool(judges)
     fig = Figure(figsize=(4 * panels, 3.6))
@@ -71,18 +78,33 @@ def _judge_panel(ax, history: list[dict], judges: list[str]) -> None:
     """Training reward (left axis, every step) and held-out judges (right axis, at the steps
     they ran): a reward that climbs while the judges stay flat is being gamed."""
     steps = [h["step"] for h in history]
-    ax.plot(steps, [h.get("reward/total/mean", float("nan")) for h in history], color="tab:blue", alpha=0.6,
-            label="reward, training ideas")
+    ax.plot(
+        steps,
+        [h.get("reward/total/mean", float("nan")) for h in history],
+        color="tab:blue",
+        alpha=0.6,
+        label="reward, training ideas",
+    )
     heldout = [h for h in history if "heldout/total/mean" in h]
-    ax.plot([h["step"] for h in heldout], [h["heldout/total/mean"] for h in heldout], "s--", color="tab:blue",
-            label="reward, held-out ideas")
+    ax.plot(
+        [h["step"] for h in heldout],
+        [h["heldout/total/mean"] for h in heldout],
+        "s--",
+        color="tab:blue",
+        label="reward, held-out ideas",
+    )
     ax.set_ylabel("training reward", color="tab:blue")
     ax.legend(loc="upper left", fontsize=8)
     right = ax.twinx()
     for key, color in zip(judges, ("tab:green", "tab:orange", "tab:brown", "tab:pink")):
         rows = [h for h in history if key in h]
-        right.plot([h["step"] for h in rows], [h[key] for h in rows], "o-", color=color,
-                   label=key[len("judge/"):-len("/mean")])
+        right.plot(
+            [h["step"] for h in rows],
+            [h[key] for h in rows],
+            "o-",
+            color=color,
+            label=key[len("judge/") : -len("/mean")],
+        )
     right.set_ylabel("held-out judge")
     right.legend(loc="lower right", fontsize=8)
     ax.set_title("training reward vs held-out judge")

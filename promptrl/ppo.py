@@ -228,8 +228,18 @@ class PPOTrainer:
     def loss(self, old_logprobs, values, advantages, returns, logprobs, vpreds, mask):
         """`core.ppo_loss` with this trainer's clip ranges and value coefficient."""
         cfg = self.config
-        return ppo_loss(old_logprobs, values, advantages, returns, logprobs, vpreds, mask,
-                        cfg.cliprange, cfg.cliprange_value, cfg.vf_coef)
+        return ppo_loss(
+            old_logprobs,
+            values,
+            advantages,
+            returns,
+            logprobs,
+            vpreds,
+            mask,
+            cfg.cliprange,
+            cfg.cliprange_value,
+            cfg.vf_coef,
+        )
 
     # -- the step ----------------------------------------------------------------------------
     def step(self, queries, responses, scores, recorded: PolicyRecord | None = None) -> dict:
@@ -277,7 +287,9 @@ class PPOTrainer:
                 dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
             ]
             stats = batch_stats(self.accelerator, raw_scores, rollout, kl, non_score, advantages, returns)
-            stats.update({k: v.max().item() if k.endswith("max_dev") else v.mean().item() for k, v in train_stats.items()})
+            stats.update(
+                {k: v.max().item() if k.endswith("max_dev") else v.mean().item() for k, v in train_stats.items()}
+            )
             stats.update(progress)
             stats["ppo/learning_rate"] = self.optimizer.param_groups[0]["lr"]
             stats["objective/kl_coef"] = self.kl_ctl.value
@@ -315,7 +327,12 @@ class PPOTrainer:
                     # A length-grouped minibatch weighs by its share of the tokens (see PPOConfig).
                     weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if cfg.group_by_length else 1.0
                     stats, verdict = self._train_minibatch(
-                        packed.select(idx), idx, rollout.logprobs, rollout.values, advantages, returns,
+                        packed.select(idx),
+                        idx,
+                        rollout.logprobs,
+                        rollout.values,
+                        advantages,
+                        returns,
                         weight / len(group),
                     )
                     collected.append(stats)
@@ -349,8 +366,13 @@ class PPOTrainer:
         with self.accelerator.autocast():
             logprobs, vpreds, _ = self._forward(self.model, batch)
         loss, stats = self.loss(
-            old_logprobs[rows, :r], values[rows, :r], advantages[rows, :r], returns[rows, :r],
-            logprobs, vpreds, mask,
+            old_logprobs[rows, :r],
+            values[rows, :r],
+            advantages[rows, :r],
+            returns[rows, :r],
+            logprobs,
+            vpreds,
+            mask,
         )
         stats["ppo/tokens"] = mask.sum()
         approxkl, ratio = global_mean(

@@ -107,7 +107,9 @@ def check_recorded(recorded: PolicyRecord, responses: list[torch.Tensor]) -> Non
     for name in ("logprobs", "values", "entropy"):
         rows = getattr(recorded, name)
         if len(rows) != len(responses):
-            raise ValueError(f"recorded.{name} has {len(rows)} rows for {len(responses)} responses; record the batch you pass.")
+            raise ValueError(
+                f"recorded.{name} has {len(rows)} rows for {len(responses)} responses; record the batch you pass."
+            )
         for i, (row, response) in enumerate(zip(rows, responses)):
             if not isinstance(row, torch.Tensor) or row.shape != response.shape:
                 shape = list(row.shape) if isinstance(row, torch.Tensor) else type(row).__name__
@@ -129,7 +131,9 @@ def check_inputs(
     scores = as_scores(scores)
     lengths = {"queries": len(queries), "responses": len(responses), "scores": len(scores)}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"step() got lists of different lengths {lengths}; pass one query, response and score per sample.")
+        raise ValueError(
+            f"step() got lists of different lengths {lengths}; pass one query, response and score per sample."
+        )
     if len(queries) != batch_size:
         raise ValueError(
             f"step() got {len(queries)} samples but batch_size is {batch_size}; "
@@ -165,7 +169,9 @@ def pad_id(tokenizer, model) -> int:
 def as_token_list(x, name: str, vocab_size: int) -> list[torch.Tensor]:
     if isinstance(x, torch.Tensor):
         if x.dim() != 2:
-            raise ValueError(f"{name} as a tensor must be 2-D [batch, len]; got shape {list(x.shape)}. Or pass a list of 1-D tensors.")
+            raise ValueError(
+                f"{name} as a tensor must be 2-D [batch, len]; got shape {list(x.shape)}. Or pass a list of 1-D tensors."
+            )
         x = list(x)
     if not isinstance(x, (list, tuple)):
         raise ValueError(f"{name} must be a list of 1-D token tensors; got {type(x).__name__}.")
@@ -174,7 +180,9 @@ def as_token_list(x, name: str, vocab_size: int) -> list[torch.Tensor]:
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"{name}[{i}] must be a torch.Tensor of token ids; got {type(t).__name__}.")
         if t.dim() != 1:
-            raise ValueError(f"{name}[{i}] has shape {list(t.shape)}; pass 1-D token tensors (e.g. tensor[0] of a [1, len] batch).")
+            raise ValueError(
+                f"{name}[{i}] has shape {list(t.shape)}; pass 1-D token tensors (e.g. tensor[0] of a [1, len] batch)."
+            )
         if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{name}[{i}] has dtype {t.dtype}; token ids must be an integer tensor (torch.long).")
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
@@ -203,7 +211,9 @@ def as_scores(scores) -> torch.Tensor:
             elif isinstance(s, (int, float, np.number)) and not isinstance(s, bool):
                 s = torch.tensor(float(s))
             else:
-                raise ValueError(f"scores[{i}] is a {type(s).__name__}; each score must be a number or a scalar tensor.")
+                raise ValueError(
+                    f"scores[{i}] is a {type(s).__name__}; each score must be a number or a scalar tensor."
+                )
             items.append(s)
         values = torch.stack(items) if items else torch.zeros(0)
     values = values.float()

@@ -81,13 +81,17 @@ class PPOConfig:
 
     def __post_init__(self):
         checks.check_types(self, "ppo")
-        for name in ("batch_size", "forward_batch_size", "mini_batch_size", "ppo_epochs",
-                     "gradient_accumulation_steps"):
+        for name in (
+            "batch_size",
+            "forward_batch_size",
+            "mini_batch_size",
+            "ppo_epochs",
+            "gradient_accumulation_steps",
+        ):
             checks.at_least("ppo", name, getattr(self, name), 1)
         for name in ("gamma", "lam"):
             checks.at_least("ppo", name, getattr(self, name), 0.0, 1.0)
-        for name in ("lr", "target", "horizon", "cliprange", "cliprange_value", "target_kl",
-                     "temperature", "adam_eps"):
+        for name in ("lr", "target", "horizon", "cliprange", "cliprange_value", "target_kl", "temperature", "adam_eps"):
             checks.positive("ppo", name, getattr(self, name))
         for name in ("init_kl_coef", "vf_coef", "weight_decay"):
             checks.at_least("ppo", name, getattr(self, name), 0.0)
@@ -104,9 +108,7 @@ class PPOConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ValueError(
-                f"Unknown PPO parameter(s) {unknown}. Known parameters: {', '.join(sorted(known))}."
-            )
+            raise ValueError(f"Unknown PPO parameter(s) {unknown}. Known parameters: {', '.join(sorted(known))}.")
         return cls(**params)
 
     def to_dict(self) -> dict:

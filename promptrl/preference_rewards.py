@@ -41,9 +41,7 @@ class PickScoreReward:
     ):
         if against not in ("idea", "prompt"):
             raise ValueError(f"against must be 'idea' or 'prompt', got {against!r}")
-        self.clip = (
-            clip if clip is not None else TransformersClip.shared(model, processor, device, dtype)
-        )
+        self.clip = clip if clip is not None else TransformersClip.shared(model, processor, device, dtype)
         self.against = against
 
     def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
@@ -68,14 +66,10 @@ class HPSReward(ClipSimilarityReward):
         device=None,
         dtype=None,
     ):
-        super().__init__(
-            clip if clip is not None else hps_clip(model, weights, device, dtype), against=against
-        )
+        super().__init__(clip if clip is not None else hps_clip(model, weights, device, dtype), against=against)
 
 
-def hps_clip(
-    model: str = HPS_MODEL, weights: str = HPS_WEIGHTS, device=None, dtype=None
-) -> ClipModel:
+def hps_clip(model: str = HPS_MODEL, weights: str = HPS_WEIGHTS, device=None, dtype=None) -> ClipModel:
     """The shared open_clip ``model`` with an HPS checkpoint (``.pt`` of ``{"state_dict": ...}``
     or safetensors); a checkpoint that holds anything but tensors is refused, not unpickled."""
     import pickle

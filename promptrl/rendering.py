@@ -83,8 +83,9 @@ class RenderConfig:
         for name in ("height", "width"):
             value = getattr(self, name)
             if value < 8 or value % 8:
-                raise ValueError(f"config key 'render.{name}' must be a multiple of 8 of at least 8 pixels, "
-                                 f"got {value!r}.")
+                raise ValueError(
+                    f"config key 'render.{name}' must be a multiple of 8 of at least 8 pixels, got {value!r}."
+                )
         checks.at_least("render", "chunk_size", self.chunk_size, 1)
         checks.at_least("render", "seed", self.seed, 0)
         checks.one_of("render", "seed_mode", self.seed_mode, SEED_MODES)
@@ -149,9 +150,7 @@ class Renderer:
             raise ValueError(f"chunk_size must be at least 1, got {config.chunk_size}")
         if pipeline is None:
             self.device = resolve_device(config.device)
-            pipeline = load_pipeline(
-                config.pipeline, resolve_dtype(config.dtype, self.device), config.safety_checker
-            )
+            pipeline = load_pipeline(config.pipeline, resolve_dtype(config.dtype, self.device), config.safety_checker)
             pipeline.to(self.device)
         elif config.device is not None:
             self.device = resolve_device(config.device)
@@ -174,9 +173,7 @@ class Renderer:
         self._rng = random.Random(config.seed)
 
     def _n_tokens(self, texts: list[str]) -> list[int]:
-        return [
-            len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False).input_ids
-        ]
+        return [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False).input_ids]
 
     def _cut(self, prompt: str) -> str:
         """The longest prefix of whole words of ``prompt`` that fits the token limit."""

@@ -74,8 +74,7 @@ def _describe(value) -> str:
 def _as_rewards(name: str, value, batch: int) -> torch.Tensor:
     """``value`` as a float32 CPU tensor of shape ``[batch]``, or a RewardError saying why not."""
     expected = (
-        f"expected {batch} finite numbers, one per image: a tensor, array or list of shape "
-        f"[{batch}] or [{batch}, 1]"
+        f"expected {batch} finite numbers, one per image: a tensor, array or list of shape [{batch}] or [{batch}, 1]"
     )
     try:
         if isinstance(value, str | bytes) or value is None:
@@ -93,15 +92,12 @@ def _as_rewards(name: str, value, batch: int) -> torch.Tensor:
     bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
     if bad:
         raise RewardError(
-            f"reward {name!r} returned {len(bad)} non-finite values (NaN or inf) at positions "
-            f"{bad[:10]}; {expected}"
+            f"reward {name!r} returned {len(bad)} non-finite values (NaN or inf) at positions {bad[:10]}; {expected}"
         )
     return rewards
 
 
-def call_reward(
-    name: str, fn: RewardFn, images: torch.Tensor, prompts: list[str], ideas: list[str]
-) -> torch.Tensor:
+def call_reward(name: str, fn: RewardFn, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
     """Call reward ``fn`` and check what it returns: float32 ``[batch]`` on the CPU.
 
     Raises ``RewardError`` naming the reward if ``fn`` raises or returns anything other than
@@ -130,9 +126,7 @@ class PromptPenalty:
     the fraction of duplicate words (stopwords aside). A short prompt without repeats scores 0.
     """
 
-    def __init__(
-        self, max_words: int = 40, length_weight: float = 1.0, repetition_weight: float = 1.0
-    ):
+    def __init__(self, max_words: int = 40, length_weight: float = 1.0, repetition_weight: float = 1.0):
         self.max_words, self.length_weight = max_words, length_weight
         self.repetition_weight = repetition_weight
 
@@ -193,17 +187,13 @@ def score(
     batch = images.shape[0]
     if len(prompts) != batch or len(ideas) != batch:
         raise ValueError(
-            f"got {batch} images, {len(prompts)} prompts and {len(ideas)} ideas; "
-            "pass one prompt and one idea per image"
+            f"got {batch} images, {len(prompts)} prompts and {len(ideas)} ideas; pass one prompt and one idea per image"
         )
     if not isinstance(reward, WeightedSum):
         name = reward_name(reward)
         total = call_reward(name, reward, images, prompts, ideas)
         return total, {name: total}
-    components = {
-        name: call_reward(name, fn, images, prompts, ideas)
-        for name, (_, fn) in reward.terms.items()
-    }
+    components = {name: call_reward(name, fn, images, prompts, ideas) for name, (_, fn) in reward.terms.items()}
     total = sum(weight * components[name] for name, (weight, _) in reward.terms.items())
     return total, components
 
@@ -303,8 +293,9 @@ def build_reward(
             fn = PromptPenalty(**spec)
         elif kind == "pickscore":
             fn = PickScoreReward(
-                TransformersClip.shared(spec.pop("model", pickscore_model),
-                                        spec.pop("processor", pickscore_processor), device, dtype),
+                TransformersClip.shared(
+                    spec.pop("model", pickscore_model), spec.pop("processor", pickscore_processor), device, dtype
+                ),
                 **spec,
             )
         elif kind == "hps":

@@ -50,10 +50,15 @@ class RollbackGuard:
                 p.copy_(saved)
         self.ppo.load_state_dict(saved_state)
         self.bad_steps += 1
-        logger.warning("PPO step %d gave a non-finite loss or weights; rolled back (%d in a row).",
-                       self.ppo.current_step + 1, self.bad_steps)
+        logger.warning(
+            "PPO step %d gave a non-finite loss or weights; rolled back (%d in a row).",
+            self.ppo.current_step + 1,
+            self.bad_steps,
+        )
         if self.bad_steps >= MAX_BAD_STEPS:
-            raise NonFiniteError(f"{self.bad_steps} steps in a row gave a non-finite loss or weights and were "
-                                 f"rolled back (lr {self.ppo.config.lr:g}); lower ppo.lr, set ppo.score_clip or "
-                                 "check the rewards' scale. The last checkpoint holds the last good weights.")
+            raise NonFiniteError(
+                f"{self.bad_steps} steps in a row gave a non-finite loss or weights and were "
+                f"rolled back (lr {self.ppo.config.lr:g}); lower ppo.lr, set ppo.score_clip or "
+                "check the rewards' scale. The last checkpoint holds the last good weights."
+            )
         return stats

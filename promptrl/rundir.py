@@ -180,9 +180,7 @@ def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
     """`checkpoint-*` dirs of a run, oldest first."""
-    found = [
-        p for p in Path(run_dir).glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and p.is_dir()
-    ]
+    found = [p for p in Path(run_dir).glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and p.is_dir()]
     return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
 
@@ -198,9 +196,7 @@ def find_checkpoint(path: str | Path) -> Path:
         return path
     found = [p for p in checkpoints(path) if is_checkpoint(p)]
     if not found:
-        raise FileNotFoundError(
-            f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories."
-        )
+        raise FileNotFoundError(f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories.")
     return found[-1]
 
 
@@ -257,9 +253,7 @@ def read_checkpoint(ckpt: Path) -> dict:
                 for key in f.keys():
                     f.get_tensor(key)
         except Exception as err:  # safetensors raises its own error types for every kind of damage
-            raise CheckpointError(
-                f"checkpoint file {weights} is unreadable ({type(err).__name__}: {err})"
-            ) from None
+            raise CheckpointError(f"checkpoint file {weights} is unreadable ({type(err).__name__}: {err})") from None
     return load_state(ckpt)
 
 
@@ -283,8 +277,7 @@ def load_state(directory: str | Path) -> dict:
         return _decode(json.loads((directory / STATE_FILE).read_text()), tensors)
     except Exception as err:
         raise CheckpointError(
-            f"checkpoint file {directory / STATE_FILE} (or {TENSORS_FILE}) is unreadable "
-            f"({type(err).__name__}: {err})"
+            f"checkpoint file {directory / STATE_FILE} (or {TENSORS_FILE}) is unreadable ({type(err).__name__}: {err})"
         ) from None
 
 
@@ -295,9 +288,7 @@ def _encode(obj, tensors: dict):
         return {"__tensor__": key}
     if isinstance(obj, np.ndarray):
         key = str(len(tensors))
-        tensors[key] = torch.from_numpy(
-            obj.astype(np.int64) if obj.dtype.kind in "ui" else obj.copy()
-        )
+        tensors[key] = torch.from_numpy(obj.astype(np.int64) if obj.dtype.kind in "ui" else obj.copy())
         return {"__ndarray__": key, "dtype": str(obj.dtype)}
     if isinstance(obj, np.generic):
         return obj.item()
@@ -315,9 +306,7 @@ def _encode(obj, tensors: dict):
         return {"__items__": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(
-        f"Cannot store a {type(obj).__name__} in a checkpoint (only data: numbers, text, tensors)."
-    )
+    raise TypeError(f"Cannot store a {type(obj).__name__} in a checkpoint (only data: numbers, text, tensors).")
 
 
 def _decode(obj, tensors: dict):
@@ -363,13 +352,9 @@ def check_resume_config(run_dir: str | Path, new: dict) -> None:
     if not path.exists():
         return
     old = yaml.safe_load(path.read_text()) or {}
-    changed = {
-        k: v for k, v in config_changes(old, new).items() if k not in CONFIG_KEYS_THAT_MAY_CHANGE
-    }
+    changed = {k: v for k, v in config_changes(old, new).items() if k not in CONFIG_KEYS_THAT_MAY_CHANGE}
     if changed:
-        listed = "; ".join(
-            f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items())
-        )
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
         raise ValueError(
             f"Cannot resume {run_dir} with a different config ({listed}). Only "
             f"{', '.join(sorted(CONFIG_KEYS_THAT_MAY_CHANGE))} may change on resume; "

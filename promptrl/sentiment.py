@@ -85,8 +85,9 @@ def respond_by_length(model, queries: Sequence[torch.Tensor], txt_len: int | Seq
         by_len.setdefault(len(q), []).append(i)
     responses: list[torch.Tensor] = [torch.empty(0)] * len(queries)
     for idx in by_len.values():
-        out = respond_to_batch(model, torch.stack([queries[i] for i in idx]),
-                               txt_len=max(lengths[i] for i in idx)).cpu()
+        out = respond_to_batch(
+            model, torch.stack([queries[i] for i in idx]), txt_len=max(lengths[i] for i in idx)
+        ).cpu()
         for i, row in zip(idx, out):
             responses[i] = row[: lengths[i]]
     return responses
@@ -102,8 +103,9 @@ class SentimentReward:
         batch_size: texts per forward pass.
     """
 
-    def __init__(self, name_or_path: str = CLASSIFIER_NAME, device: str | torch.device | None = None,
-                 batch_size: int = 16):
+    def __init__(
+        self, name_or_path: str = CLASSIFIER_NAME, device: str | torch.device | None = None, batch_size: int = 16
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.device = resolve_device(device)
@@ -118,8 +120,9 @@ class SentimentReward:
         """Positive logit of each text, `[batch]` on the CPU."""
         out = []
         for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(list(texts[start : start + self.batch_size]), return_tensors="pt",
-                                 padding=True, truncation=True).to(self.device)
+            enc = self.tokenizer(
+                list(texts[start : start + self.batch_size]), return_tensors="pt", padding=True, truncation=True
+            ).to(self.device)
             logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
             out.append(logits[:, self.positive].float().cpu())
         return torch.cat(out)
@@ -143,9 +146,16 @@ def build_tiny_sentiment(cache_dir: str | Path | None = None) -> dict[str, str]:
 
         tokenizer = train_policy_tokenizer(iter(reviews), vocab_size=TINY_VOCAB_SIZE)
         torch.manual_seed(SEED)
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4,
-                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=128,
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         model = GPT2LMHeadModel(config)
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(tmp, safe_serialization=True)
@@ -166,13 +176,22 @@ def build_tiny_sentiment(cache_dir: str | Path | None = None) -> dict[str, str]:
         # the whole text, as BERT's [CLS] does, not the text's own first token.
         cls = tokenizer.bos_token_id
         tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-            single="<s> $A", pair="<s> $A $B", special_tokens=[(tokenizer.bos_token, cls)])
+            single="<s> $A", pair="<s> $A $B", special_tokens=[(tokenizer.bos_token, cls)]
+        )
         tokenizer.model_input_names = ["input_ids", "attention_mask"]
         tokenizer.padding_side = "right"
         torch.manual_seed(SEED + 1)
-        config = DistilBertConfig(vocab_size=len(tokenizer), max_position_embeddings=128, dim=32, n_layers=2,
-                                  n_heads=2, hidden_dim=64, pad_token_id=tokenizer.pad_token_id,
-                                  id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+        config = DistilBertConfig(
+            vocab_size=len(tokenizer),
+            max_position_embeddings=128,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            pad_token_id=tokenizer.pad_token_id,
+            id2label=LABELS,
+            label2id={v: k for k, v in LABELS.items()},
+        )
         model = DistilBertForSequenceClassification(config).eval()
         with torch.no_grad():
             enc = tokenizer(reviews, return_tensors="pt", padding=True)

@@ -24,7 +24,9 @@ def load_corpus(path: str | Path = "bundled") -> list[tuple[str, str]]:
     """Read `idea<TAB>prompt` lines (or bare prompts, whose idea is then empty)."""
     path = BUNDLED_PROMPTS if str(path) == "bundled" else Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"SFT corpus {path} does not exist; pass a text file of prompts or idea<TAB>prompt lines.")
+        raise FileNotFoundError(
+            f"SFT corpus {path} does not exist; pass a text file of prompts or idea<TAB>prompt lines."
+        )
     pairs = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -46,8 +48,13 @@ def encode_example(tokenizer, template: str, idea: str, prompt: str, max_length:
 
 
 def supervised_finetune(
-    model, tokenizer, pairs: list[tuple[str, str]], config: SFTConfig, template: str,
-    seed: int = 0, progress: bool = True,
+    model,
+    tokenizer,
+    pairs: list[tuple[str, str]],
+    config: SFTConfig,
+    template: str,
+    seed: int = 0,
+    progress: bool = True,
 ) -> list[float]:
     """Train `model` (a ValueHeadModel or causal LM) on the pairs; returns the loss per step."""
     lm = getattr(model, "pretrained_model", model)

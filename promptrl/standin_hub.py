@@ -132,9 +132,7 @@ def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
         if full
         else ("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
-        if full
-        else ("UpBlock2D", "CrossAttnUpBlock2D"),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3 if full else ("UpBlock2D", "CrossAttnUpBlock2D"),
         norm_num_groups=32 if full else 16,
     )
     vae = AutoencoderKL(
@@ -152,9 +150,7 @@ def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
     for variant in variants:  # "" is the full-precision file set, "fp16" the half one
         dtype = torch.float16 if variant == "fp16" else torch.float32
         for sub, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
-            module.to(dtype).save_pretrained(
-                root / sub, safe_serialization=True, variant=variant or None
-            )
+            module.to(dtype).save_pretrained(root / sub, safe_serialization=True, variant=variant or None)
     # The slow-tokenizer files SD 2.x ships; its tokenizer pads with "!" (id 0), not <|endoftext|>.
     (root / "tokenizer").mkdir()
     write_clip_bpe_files(root / "tokenizer")
@@ -194,8 +190,7 @@ def vit_l_14_weights(cache: Path | None = None) -> Path:
         save_file(state, str(tmp / "open_clip_model.safetensors"))
 
     return (
-        build_atomically(path / "vit-l-14-openai", "open_clip_model.safetensors", build)
-        / "open_clip_model.safetensors"
+        build_atomically(path / "vit-l-14-openai", "open_clip_model.safetensors", build) / "open_clip_model.safetensors"
     )
 
 
@@ -227,9 +222,7 @@ def build_standin_hub(
         _install(hub, SD_TURBO, lambda root: _write_sd_turbo(root, size, sd_variants))
         _install(hub, AESTHETIC[0], _write_aesthetic)
         # A link, like the hub cache's own snapshot -> blob links: the 0.9 GB file exists once.
-        _install(
-            hub, OPENCLIP_VIT_L_14, lambda root: _link(vit, root / "open_clip_model.safetensors")
-        )
+        _install(hub, OPENCLIP_VIT_L_14, lambda root: _link(vit, root / "open_clip_model.safetensors"))
         (tmp / "STANDIN").write_text(json.dumps({"size": size, "sd_variants": list(sd_variants)}))
 
     return build_atomically(hf_home, "STANDIN", build)

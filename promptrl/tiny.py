@@ -52,9 +52,7 @@ def _map_strings(obj, fn: Callable[[str], str]):
     """``obj`` (a dataclass, list, dict or string, nested) with ``fn`` applied to every string."""
     if dataclasses.is_dataclass(obj):
         fields = dataclasses.fields(obj)
-        return dataclasses.replace(
-            obj, **{f.name: _map_strings(getattr(obj, f.name), fn) for f in fields}
-        )
+        return dataclasses.replace(obj, **{f.name: _map_strings(getattr(obj, f.name), fn) for f in fields})
     if isinstance(obj, list):
         return [_map_strings(x, fn) for x in obj]
     if isinstance(obj, dict):

@@ -122,9 +122,7 @@ def write_clip_bpe_files(directory: str | Path) -> None:
     (Path(directory) / "vocab.json").write_text(
         json.dumps({token: i for i, token in enumerate(vocab)}), encoding="utf-8"
     )
-    (Path(directory) / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8"
-    )
+    (Path(directory) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
 
 
 def clip_bpe_tokenizer(model_max_length: int = 77):
@@ -271,9 +269,7 @@ def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
         images = torch.nn.functional.interpolate(
             torch.rand(256, 3, 4, 4), size=size, mode="bilinear", align_corners=False
         )
-        images = (images - torch.tensor(cfg["mean"])[:, None, None]) / torch.tensor(cfg["std"])[
-            :, None, None
-        ]
+        images = (images - torch.tensor(cfg["mean"])[:, None, None]) / torch.tensor(cfg["std"])[:, None, None]
         with torch.no_grad():
             embeddings = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
         mlp = AestheticMLP(TINY_CLIP_CONFIG["embed_dim"])
@@ -324,9 +320,7 @@ def build_tiny_pickscore(path: str | Path | None = None) -> str:
             projection_dim=64,
         )
         CLIPModel(config).save_pretrained(tmp, safe_serialization=True)
-        image_processor = CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        )
+        image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
         CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(tmp)
 
     return str(build_atomically(path, "config.json", build))

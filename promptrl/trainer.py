@@ -43,7 +43,6 @@ from .tiny import resolve_tiny, unresolve_tiny
 logger = logging.getLogger("promptrl")
 
 
-
 @dataclass
 class ScoredRollout:
     """One batch through the loop's first stages: ideas -> sampled prompts -> images -> rewards."""
@@ -101,13 +100,16 @@ class PromptTrainer:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.ideas, self.heldout = heldout_split(
-            load_ideas(ideas if ideas is not None else config.ideas), config.eval.heldout, config.seed)
+            load_ideas(ideas if ideas is not None else config.ideas), config.eval.heldout, config.seed
+        )
         device = self.accelerator.device
         self.reward = reward if reward is not None else reward_from_config(config.rewards, device)
         if extra_rewards:
             self.reward = with_terms(self.reward, extra_rewards)
         if renderer is None:
-            render_cfg = config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
+            render_cfg = (
+                config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
+            )
             renderer = Renderer(render_cfg)
         self.renderer = renderer
         self.judges = None
@@ -131,8 +133,15 @@ class PromptTrainer:
         cfg = self.config
         out = self.output_dir / rundir.SFT_DIR
         model = ValueHeadModel.from_pretrained(cfg.policy.model).to(self.accelerator.device)
-        losses = supervised_finetune(model, self.tokenizer, load_corpus(cfg.sft.corpus), cfg.sft,
-                                     cfg.generation.template, seed=cfg.seed, progress=cfg.progress)
+        losses = supervised_finetune(
+            model,
+            self.tokenizer,
+            load_corpus(cfg.sft.corpus),
+            cfg.sft,
+            cfg.generation.template,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
         if self.accelerator.is_main_process:
             model.save_pretrained(out)
             self.tokenizer.save_pretrained(out)
@@ -145,8 +154,9 @@ class PromptTrainer:
         cfg = self.config
         set_seed(cfg.seed)
         state = None
-        rundir.prepare(self.output_dir, resume=resume is not None, overwrite=self.overwrite,
-                       write=self.accelerator.is_main_process)
+        rundir.prepare(
+            self.output_dir, resume=resume is not None, overwrite=self.overwrite, write=self.accelerator.is_main_process
+        )
         self.accelerator.wait_for_everyone()
         if resume is not None:
             ckpt, state = rundir.load_checkpoint(resume)
@@ -199,7 +209,9 @@ class PromptTrainer:
         out = []
         for k in range(start, start + per_process):
             epoch, pos = divmod(k, n)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.config.seed, "ideas", epoch)))
+            perm = torch.randperm(
+                n, generator=torch.Generator().manual_seed(derive_seed(self.config.seed, "ideas", epoch))
+            )
             out.extend([self.ideas[int(perm[pos])]] * repeat)
         return out
 
@@ -280,7 +292,9 @@ class PromptTrainer:
         if self.before is None:
             self.before = self.evaluate()
         total = cfg.steps if steps is None else self.step + steps
-        bar = tqdm(total=total, initial=self.step, desc="ppo", disable=not cfg.progress or not self.accelerator.is_main_process)
+        bar = tqdm(
+            total=total, initial=self.step, desc="ppo", disable=not cfg.progress or not self.accelerator.is_main_process
+        )
         while self.step < total:
             metrics = self.train_step()
             if self.heldout and cfg.eval.every and self.step % cfg.eval.every == 0:
@@ -341,8 +355,10 @@ class PromptTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.config.seed, "before-after"))
             batch = self.rollout_and_score(ideas)
-        return [{"idea": i, "prompt": p, "reward": r, "image": img}
-                for i, p, r, img in zip(ideas, batch.render.prompts, batch.total.tolist(), to_pil(batch.render.images))]
+        return [
+            {"idea": i, "prompt": p, "reward": r, "image": img}
+            for i, p, r, img in zip(ideas, batch.render.prompts, batch.total.tolist(), to_pil(batch.render.images))
+        ]
 
     def _heldout_samples(self, base: bool = False):
         """The held-out ideas sampled, rendered and scored (reward and judges) as `promptrl eval`
@@ -365,8 +381,10 @@ class PromptTrainer:
         if not self.accelerator.is_main_process:
             return {}
         scores = self._heldout_samples().scores
-        out = {(f"{name}/mean" if name.startswith("judge/") else f"heldout/{name}/mean"): float(v.mean())
-               for name, v in scores.items()}
+        out = {
+            (f"{name}/mean" if name.startswith("judge/") else f"heldout/{name}/mean"): float(v.mean())
+            for name, v in scores.items()
+        }
         if "heldout/total/mean" not in out:  # a one-term reward: its term is the total
             out["heldout/total/mean"] = out[f"heldout/{next(iter(scores))}/mean"]
         return out
@@ -397,7 +415,10 @@ class PromptTrainer:
             with open(samples, "a") as f:
                 f.write("\n## Held-out ideas (never trained on): start model against final model\n\n")
                 f.write(self.heldout_eval.markdown().split("\n", 2)[2])  # without its title line
-            logger.info("Held-out comparison (%s):\n%s", self.output_dir / rundir.EVAL_DIR / "eval.md",
-                        self.heldout_eval.summary())
+            logger.info(
+                "Held-out comparison (%s):\n%s",
+                self.output_dir / rundir.EVAL_DIR / "eval.md",
+                self.heldout_eval.summary(),
+            )
         if self.config.trackers:
             self.accelerator.end_training()

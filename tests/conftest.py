@@ -35,17 +35,29 @@ def tiny_config(arch: str, vocab_size: int = TINY_VOCAB, hidden: int = 32, layer
     """A small GPT-2 or BLOOM config; dropout stays at the library default (the model must disable it)."""
     from transformers import BloomConfig, GPT2Config
 
-    ids = dict(bos_token_id=min(EOS_ID, vocab_size - 2), eos_token_id=min(EOS_ID, vocab_size - 2),
-               pad_token_id=min(PAD_ID, vocab_size - 1))
+    ids = dict(
+        bos_token_id=min(EOS_ID, vocab_size - 2),
+        eos_token_id=min(EOS_ID, vocab_size - 2),
+        pad_token_id=min(PAD_ID, vocab_size - 1),
+    )
     if arch == "gpt2":
         return GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=hidden, n_layer=layers, n_head=heads, **ids)
     if arch == "bloom":
-        return BloomConfig(vocab_size=vocab_size, hidden_size=hidden, n_layer=layers, n_head=heads,
-                           hidden_dropout=0.1, attention_dropout=0.1, **ids)
+        return BloomConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            n_layer=layers,
+            n_head=heads,
+            hidden_dropout=0.1,
+            attention_dropout=0.1,
+            **ids,
+        )
     raise ValueError(f"unknown arch {arch!r}")
 
 
-def write_tiny_lm(path: str | os.PathLike, arch: str, seed: int = 0, with_tokenizer: bool = True, **config_kwargs) -> str:
+def write_tiny_lm(
+    path: str | os.PathLike, arch: str, seed: int = 0, with_tokenizer: bool = True, **config_kwargs
+) -> str:
     """Random-init a tiny causal LM and `save_pretrained` it (and the tokenizer) to `path`."""
     from transformers import AutoModelForCausalLM
 

@@ -358,9 +358,7 @@ EQUIVALENT: dict[str, str] = {
 def run_one(mutant: Mutant, workdir: Path) -> tuple[Mutant, bool, float, str]:
     """Apply `mutant` to a copy of the package in `workdir`; True if the tests failed (killed)."""
     pkg = workdir / mutant.name.replace(" ", "_").replace(",", "")
-    shutil.copytree(
-        ROOT / "promptrl", pkg / "promptrl", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(ROOT / "promptrl", pkg / "promptrl", ignore=shutil.ignore_patterns("__pycache__"))
     path = pkg / mutant.file
     source = path.read_text()
     if source.count(mutant.original) != 1:
@@ -417,9 +415,7 @@ def main() -> int:
         for i, (mutant, killed, seconds, first_failure) in enumerate(
             pool.map(lambda mu: run_one(mu, Path(tmp)), chosen), 1
         ):
-            verdict = (
-                "killed" if killed else ("equivalent" if mutant.name in EQUIVALENT else "SURVIVED")
-            )
+            verdict = "killed" if killed else ("equivalent" if mutant.name in EQUIVALENT else "SURVIVED")
             print(
                 f"[{i:2d}/{len(chosen)}] {verdict:10s} {seconds:5.1f}s  {mutant.name}  {first_failure[:90]}",
                 flush=True,

@@ -20,13 +20,30 @@ import pytest  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ENDPOINTS = {"/generate", "/render", "/train_start", "/train_stop", "/train_poll", "/download", "/model_info",
-             "/evaluate"}
-TRAIN_OVERRIDES = "\n".join([
-    "ppo.batch_size=4", "ppo.mini_batch_size=2", "ppo.forward_batch_size=4", "samples_per_idea=2",
-    "sft.enabled=false", "trackers=[]", "generation.max_new_tokens=8", "save_every=1", "image_every=1",
-    "eval_ideas=2",
-])
+ENDPOINTS = {
+    "/generate",
+    "/render",
+    "/train_start",
+    "/train_stop",
+    "/train_poll",
+    "/download",
+    "/model_info",
+    "/evaluate",
+}
+TRAIN_OVERRIDES = "\n".join(
+    [
+        "ppo.batch_size=4",
+        "ppo.mini_batch_size=2",
+        "ppo.forward_batch_size=4",
+        "samples_per_idea=2",
+        "sft.enabled=false",
+        "trackers=[]",
+        "generation.max_new_tokens=8",
+        "save_every=1",
+        "image_every=1",
+        "eval_ideas=2",
+    ]
+)
 WEIGHTS = (1.0, 1.0, 0.5)  # aesthetic, similarity, penalty
 
 
@@ -42,8 +59,9 @@ def served(tmp_path_factory, free_port):
     """(demo, url) of the app serving the tiny preset on a free port."""
     from promptrl.app import build_app, serve
 
-    demo = build_app("tiny", runs_dir=tmp_path_factory.mktemp("app-runs"), device="cpu",
-                     extra_rewards={"picky": (0.5, picky)})
+    demo = build_app(
+        "tiny", runs_dir=tmp_path_factory.mktemp("app-runs"), device="cpu", extra_rewards={"picky": (0.5, picky)}
+    )
     port = free_port()
     serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
@@ -79,8 +97,12 @@ def test_every_event_has_an_api_name(client):
 def test_generate_gives_n_prompts_per_idea_from_both_models(client):
     table, tuned, start, render_table, status = generate(client)
     assert table["headers"] == ["idea", "sample", "fine-tuned prompt", "starting-model prompt"]
-    assert [row[:2] for row in table["data"]] == [["a lighthouse in a storm", 1], ["a lighthouse in a storm", 2],
-                                                 ["a cat astronaut", 1], ["a cat astronaut", 2]]
+    assert [row[:2] for row in table["data"]] == [
+        ["a lighthouse in a storm", 1],
+        ["a lighthouse in a storm", 2],
+        ["a cat astronaut", 1],
+        ["a cat astronaut", 2],
+    ]
     assert tuned.split("\n") == [row[2] for row in table["data"]]
     assert start.split("\n") == [row[3] for row in table["data"]]
     assert render_table["data"] == table["data"]
@@ -88,15 +110,18 @@ def test_generate_gives_n_prompts_per_idea_from_both_models(client):
     assert generate(client)[0] == table  # the seed fixes the samples
 
 
-@pytest.mark.parametrize("ideas, n, max_tokens, expected", [
-    ("", 2, 12, "at least one idea"),
-    ("  \n\n ", 2, 12, "at least one idea"),
-    ("\n".join(f"idea {i}" for i in range(17)), 1, 12, "too many"),
-    ("x" * 5000, 1, 12, "characters long"),
-    ("a cat", 1, 100000, "Max tokens must be between 1 and 128"),
-    ("a cat", 1, 0, "Max tokens must be between 1 and 128"),
-    ("a cat", 500, 12, "Prompts per idea must be between 1 and 8"),
-])
+@pytest.mark.parametrize(
+    "ideas, n, max_tokens, expected",
+    [
+        ("", 2, 12, "at least one idea"),
+        ("  \n\n ", 2, 12, "at least one idea"),
+        ("\n".join(f"idea {i}" for i in range(17)), 1, 12, "too many"),
+        ("x" * 5000, 1, 12, "characters long"),
+        ("a cat", 1, 100000, "Max tokens must be between 1 and 128"),
+        ("a cat", 1, 0, "Max tokens must be between 1 and 128"),
+        ("a cat", 500, 12, "Prompts per idea must be between 1 and 8"),
+    ],
+)
 def test_generate_refuses_bad_input_politely(client, ideas, n, max_tokens, expected):
     *untouched, status = generate(client, ideas, n, max_tokens)
     assert status.startswith("⚠️") and expected in status and "Traceback" not in status
@@ -111,14 +136,31 @@ def test_render_and_score_captions_every_reward_component(client):
     for image in tuned + start:
         assert os.path.exists(image["image"])
         numbers, prompt = image["caption"].split("\n")
-        assert numbers.startswith("reward ") and all(f"{n} " in numbers for n in ("aesthetic", "similarity",
-                                                                                   "penalty", "picky"))
+        assert numbers.startswith("reward ") and all(
+            f"{n} " in numbers for n in ("aesthetic", "similarity", "penalty", "picky")
+        )
     assert [c["caption"].split("\n")[1] for c in tuned] == [table["data"][i][2] for i in (0, 2, 3)]
     rows = scores["data"]
-    assert scores["headers"] == ["row", "model", "reward", "aesthetic", "similarity", "penalty", "picky",
-                                 "seed", "idea", "prompt"]
-    assert [r[:2] for r in rows] == [[1, "fine-tuned"], [3, "fine-tuned"], [4, "fine-tuned"],
-                                     [1, "starting"], [3, "starting"], [4, "starting"]]
+    assert scores["headers"] == [
+        "row",
+        "model",
+        "reward",
+        "aesthetic",
+        "similarity",
+        "penalty",
+        "picky",
+        "seed",
+        "idea",
+        "prompt",
+    ]
+    assert [r[:2] for r in rows] == [
+        [1, "fine-tuned"],
+        [3, "fine-tuned"],
+        [4, "fine-tuned"],
+        [1, "starting"],
+        [3, "starting"],
+        [4, "starting"],
+    ]
     assert [r[7] for r in rows[:3]] == [r[7] for r in rows[3:]]  # same noise for both models' prompts
     total, (aesthetic, similarity, penalty, custom) = rows[0][2], rows[0][3:7]
     assert total == pytest.approx(aesthetic + similarity + 0.5 * penalty + 0.5 * custom, abs=1e-5)
@@ -128,24 +170,44 @@ def test_render_and_score_captions_every_reward_component(client):
 
 
 def test_a_failing_reward_is_reported_and_the_images_still_shown(client):
-    table = {"headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"],
-             "data": [["things explode", 1, "a big bang", "fireworks"]]}
+    table = {
+        "headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"],
+        "data": [["things explode", 1, "a big bang", "fireworks"]],
+    }
     tuned, start, scores, status = render(client, table)
     assert status.startswith("⚠️ Scoring failed") and "'picky' raised RuntimeError: boom" in status
     assert [g["caption"] for g in tuned + start] == ["(not scored)\na big bang", "(not scored)\nfireworks"]
     assert render(client, generate(client, "a fox", 1)[0])[-1].startswith("Rendered 1 row(s)")
 
 
-@pytest.mark.parametrize("table, rows, weights, expected", [
-    ({"headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"], "data": []}, "", WEIGHTS,
-     "Nothing to render"),
-    ({"headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"], "data": [["", "", "", ""]]},
-     "", WEIGHTS, "Nothing to render"),
-    ({"headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"],
-      "data": [["a cat", 1, "cat " * 2000, "a cat"]]}, "", WEIGHTS, "characters long"),
-    (None, "99", WEIGHTS, "outside the table's rows"),
-    (None, "1;2", WEIGHTS, "Rows look like"),
-])
+@pytest.mark.parametrize(
+    "table, rows, weights, expected",
+    [
+        (
+            {"headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"], "data": []},
+            "",
+            WEIGHTS,
+            "Nothing to render",
+        ),
+        (
+            {"headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"], "data": [["", "", "", ""]]},
+            "",
+            WEIGHTS,
+            "Nothing to render",
+        ),
+        (
+            {
+                "headers": ["idea", "sample", "fine-tuned prompt", "starting-model prompt"],
+                "data": [["a cat", 1, "cat " * 2000, "a cat"]],
+            },
+            "",
+            WEIGHTS,
+            "characters long",
+        ),
+        (None, "99", WEIGHTS, "outside the table's rows"),
+        (None, "1;2", WEIGHTS, "Rows look like"),
+    ],
+)
 def test_render_refuses_bad_requests_politely(client, table, rows, weights, expected):
     table = table or generate(client, "a fox", 1)[0]
     status = render(client, table, rows, weights)[-1]
@@ -181,8 +243,16 @@ def test_evaluate_tab_compares_the_served_models(client):
 
 def test_model_tab_says_what_is_loaded_where(client):
     info = client.predict(api_name="/model_info")
-    for text in ("Prompt generator", "Starting model", "StableDiffusionPipeline", "on `cpu`", "aesthetic",
-                 "similarity", "penalty", "picky"):
+    for text in (
+        "Prompt generator",
+        "Starting model",
+        "StableDiffusionPipeline",
+        "on `cpu`",
+        "aesthetic",
+        "similarity",
+        "penalty",
+        "picky",
+    ):
         assert text in info
 
 
@@ -250,8 +320,12 @@ def test_training_failures_are_reported_and_the_app_keeps_serving(client, tmp_pa
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    assert "at least one idea" in client.predict("tiny", None, handle_file(str(empty)), 2, *WEIGHTS, TRAIN_OVERRIDES,
-                                        api_name="/train_start")[1]
+    assert (
+        "at least one idea"
+        in client.predict("tiny", None, handle_file(str(empty)), 2, *WEIGHTS, TRAIN_OVERRIDES, api_name="/train_start")[
+            1
+        ]
+    )
     boom = tmp_path / "boom.txt"
     boom.write_text("things explode\n")
     client.predict("tiny", None, handle_file(str(boom)), 2, *WEIGHTS, TRAIN_OVERRIDES, api_name="/train_start")

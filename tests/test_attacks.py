@@ -49,12 +49,8 @@ def stage(tmp_path_factory, free_port):
     secret = root / "secret.txt"
     secret.write_text(f"{SECRET}\n")
     marker = root / "imported.txt"
-    (root / "attack_marker.py").write_text(
-        f"open({str(marker)!r}, 'w').write('ran')\ndef boom(*a): return 0\n"
-    )
-    sys.path.insert(
-        0, str(root)
-    )  # the planted module is importable: only the app's refusal keeps it out
+    (root / "attack_marker.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndef boom(*a): return 0\n")
+    sys.path.insert(0, str(root))  # the planted module is importable: only the app's refusal keeps it out
     demo = build_app("tiny", runs_dir=runs, device="cpu", preload=False)
     port = free_port()
     serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
@@ -198,9 +194,7 @@ def test_train_tab_refuses(stage, attack):
     assert reply.startswith("⚠️") and expected in reply, reply
     assert reply.count("\n") == 0 and SECRET not in reply
     assert snapshot(root, runs) == before  # nothing written (or touched) outside the runs dir
-    assert not runs.exists() or not [
-        p for p in runs.iterdir() if not p.name.startswith(".")
-    ]  # no run started
+    assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no run started
     assert not marker.exists() and "attack_marker" not in sys.modules
     assert client.predict(api_name="/train_poll")[0] == "**Training:** idle"
 
@@ -220,9 +214,7 @@ def test_ideas_uploads_are_bounded(stage, name, text, expected):
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     from gradio_client import handle_file
 
-    reply = client.predict(
-        "tiny", None, handle_file(str(path)), 0, 1.0, 1.0, 1.0, "", api_name="/train_start"
-    )[1]
+    reply = client.predict("tiny", None, handle_file(str(path)), 0, 1.0, 1.0, 1.0, "", api_name="/train_start")[1]
     assert reply.startswith("⚠️") and expected in reply, reply
     assert not runs.exists() or not [p for p in runs.iterdir() if not p.name.startswith(".")]
 
@@ -283,17 +275,13 @@ def test_credentials_are_enforced_when_given(tmp_path, free_port):
             assert info.value.code == 401
         with pytest.raises(Exception):  # noqa: B017 (the client's error type varies with the refusal)
             Client(f"http://127.0.0.1:{port}/", verbose=False)
-        authed = Client(
-            f"http://127.0.0.1:{port}/", auth=("visitor", "correct-horse"), verbose=False
-        )
+        authed = Client(f"http://127.0.0.1:{port}/", auth=("visitor", "correct-horse"), verbose=False)
         assert authed.predict(api_name="/train_poll")[0] == "**Training:** idle"
     finally:
         demo.close()
 
 
-@pytest.mark.parametrize(
-    "argv", [["--host", "0.0.0.0"], ["--share"], ["--host", "192.168.1.5", "--port", "7999"]]
-)
+@pytest.mark.parametrize("argv", [["--host", "0.0.0.0"], ["--share"], ["--host", "192.168.1.5", "--port", "7999"]])
 def test_serving_beyond_loopback_without_credentials_refuses_to_start(argv, capsys, monkeypatch):
     from promptrl.app import main
 
@@ -303,10 +291,7 @@ def test_serving_beyond_loopback_without_credentials_refuses_to_start(argv, caps
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert (
-        err.count("\n") == 0
-        and "--auth user:password" in err
-        and "PROMPTRL_APP_AUTH" in err
-        and "--auth-file" in err
+        err.count("\n") == 0 and "--auth user:password" in err and "PROMPTRL_APP_AUTH" in err and "--auth-file" in err
     )
 
 

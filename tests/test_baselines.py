@@ -23,9 +23,7 @@ def test_make_baseline_builds_every_configurable_one():
     assert isinstance(make_baseline("per_idea"), PerIdeaBaseline)
     with pytest.raises(ValueError, match="unknown baseline 'mean'"):
         make_baseline("mean")
-    with pytest.raises(
-        ValueError, match="'rewards.baseline' must be one of 'none', 'per_idea', 'group'"
-    ):
+    with pytest.raises(ValueError, match="'rewards.baseline' must be one of 'none', 'per_idea', 'group'"):
         RewardsConfig(baseline="mean")
 
 

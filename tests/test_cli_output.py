@@ -80,9 +80,7 @@ def test_train_prints_progress_and_result_and_logs_details(tmp_path):
 
     log = (run / "train.log").read_text()
     assert "INFO promptrl: SFT: 21 steps" in log  # one epoch of the bundled corpus in batches of 16
-    assert (
-        "INFO root: Loaded built-in promptrl-tiny-clip model config." in log
-    )  # open_clip, root logger
+    assert "INFO root: Loaded built-in promptrl-tiny-clip model config." in log  # open_clip, root logger
     assert "Comparing the start model with the tuned one on 4 held-out ideas" in log
 
     warned = [line for line in log.splitlines() if re.match(r"\S+ \S+ WARNING (?!promptrl:)", line)]
@@ -102,9 +100,7 @@ def test_train_prints_progress_and_result_and_logs_details(tmp_path):
 
 
 def test_verbose_puts_the_details_on_the_console(gpt2_dir, tmp_path):
-    quiet = cli(
-        "generate", "--model", gpt2_dir, "--max-new-tokens", "4", "a lighthouse", cwd=tmp_path
-    )
+    quiet = cli("generate", "--model", gpt2_dir, "--max-new-tokens", "4", "a lighthouse", cwd=tmp_path)
     assert noise(quiet.stdout + quiet.stderr) == []
     assert quiet.stdout.startswith("a lighthouse -> ")
     loud = cli(
@@ -117,9 +113,7 @@ def test_verbose_puts_the_details_on_the_console(gpt2_dir, tmp_path):
         "a lighthouse",
         cwd=tmp_path,
     )
-    assert any(
-        "Loading weights" in line for line in lines(loud.stderr)
-    )  # transformers' bar, back on
+    assert any("Loading weights" in line for line in lines(loud.stderr))  # transformers' bar, back on
 
 
 def test_a_refused_run_leaves_the_old_log_alone(tmp_path, capsys):

@@ -16,7 +16,11 @@ from promptrl.presets import PRESETS
 
 def test_overrides_parse_nested_and_typed():
     assert parse_overrides(["ppo.lr=0.5", "steps=5", "trackers=[]", "render.device=cpu"]) == {
-        "ppo": {"lr": 0.5}, "steps": 5, "trackers": [], "render": {"device": "cpu"}}
+        "ppo": {"lr": 0.5},
+        "steps": 5,
+        "trackers": [],
+        "render": {"device": "cpu"},
+    }
     config = load_config("tiny", None, ["ppo.lr=2e-3", "steps=7", "generation.top_p=0.9"])
     assert config.ppo.lr == pytest.approx(2e-3) and isinstance(config.ppo.lr, float)
     assert config.steps == 7 and config.generation.top_p == 0.9
@@ -65,14 +69,21 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
     missing = tmp_path / "no-such-model"
-    assert main(["train", "--preset", "tiny", "--set", f"policy.model={missing}", "--output-dir", str(tmp_path / "run")]) == 2
+    assert (
+        main(["train", "--preset", "tiny", "--set", f"policy.model={missing}", "--output-dir", str(tmp_path / "run")])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()  # (tiny-model build progress bars may precede it)
-    assert err[-1] == f"promptrl train: error: policy.model '{missing}' does not exist; pass a directory " \
+    assert (
+        err[-1] == f"promptrl train: error: policy.model '{missing}' does not exist; pass a directory "
         "written by save_pretrained or a hub name such as 'bigscience/bloom-560m'."
+    )
 
 
 def test_help_and_module_entry_point():
-    out = subprocess.run([sys.executable, "-m", "promptrl", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "promptrl", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("train", "sft", "generate", "render", "score", "app"):
         assert command in out
     for command in ("train", "sft", "generate", "render", "score"):

@@ -128,9 +128,7 @@ def test_cli_refuses_in_one_line_before_writing_anything(tmp_path, capsys, overr
     ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("promptrl train: error: ") and message in err, (
-        err
-    )
+    assert err.count("\n") == 0 and err.startswith("promptrl train: error: ") and message in err, err
     assert list(tmp_path.iterdir()) == []  # no run dir, nothing else
 
 

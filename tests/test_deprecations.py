@@ -20,7 +20,4 @@ def test_tiny_pipeline_builds_loads_and_renders_without_future_warnings(tmp_path
         renderer(["a lighthouse in a storm"])
     future = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
     assert future == []
-    assert (
-        json.loads((Path(path) / "scheduler" / "scheduler_config.json").read_text())["steps_offset"]
-        == 1
-    )
+    assert json.loads((Path(path) / "scheduler" / "scheduler_config.json").read_text())["steps_offset"] == 1

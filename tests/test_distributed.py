@@ -16,8 +16,17 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 @pytest.mark.slow
 def test_two_processes_stay_in_sync(gpt2_dir, tmp_path):
     env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(WORKER), str(tmp_path), gpt2_dir]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(tmp_path),
+        gpt2_dir,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -50,10 +59,32 @@ def test_prompt_trainer_runs_as_two_processes_through_accelerate_launch(tmp_path
     process alone writes the run directory."""
     env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     out = tmp_path / "run"
-    cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "promptrl", "train", "--preset", "tiny", "--output-dir", str(out),
-           "--set", "steps=2", "--set", "sft.enabled=false", "--set", "eval_ideas=2"]
+    cmd = [
+        str(Path(sys.executable).with_name("accelerate")),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "promptrl",
+        "train",
+        "--preset",
+        "tiny",
+        "--output-dir",
+        str(out),
+        "--set",
+        "steps=2",
+        "--set",
+        "sft.enabled=false",
+        "--set",
+        "eval_ideas=2",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

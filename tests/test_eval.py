@@ -110,9 +110,7 @@ def test_judge_is_logged_every_eval_every_steps_and_plotted(tuned_run):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     judged = [r["step"] for r in rows if "judge/pickscore/mean" in r]
     assert judged == [6, 12]
-    assert all(
-        r["heldout/penalty/mean"] == r["heldout/total/mean"] for r in rows if r["step"] in judged
-    )
+    assert all(r["heldout/penalty/mean"] == r["heldout/total/mean"] for r in rows if r["step"] in judged)
     # the held-out training reward at the last step is the tuned side of the final comparison
     own = json.loads((run / "eval" / "eval.json").read_text())
     assert rows[-1]["heldout/penalty/mean"] == pytest.approx(own["rewards"]["penalty"]["tuned"])
@@ -139,12 +137,7 @@ def test_paired_stats_by_hand():
     idx = bootstrap_indices(3, 2, 500, seed=0)
     s = paired_stats(base, base + 1.0, idx)
     # every pair differs by exactly 1: the difference's interval is [1, 1], tuned always wins
-    assert (
-        s["diff"] == 1.0
-        and s["diff_ci"] == [1.0, 1.0]
-        and s["win_rate"] == 1.0
-        and s["significant"]
-    )
+    assert s["diff"] == 1.0 and s["diff_ci"] == [1.0, 1.0] and s["win_rate"] == 1.0 and s["significant"]
     assert s["base"] == 2.5 and s["tuned"] == 3.5 and s["base_ci"][0] < 2.5 < s["base_ci"][1]
     ties = paired_stats(base, base.copy(), idx)
     assert ties["win_rate"] == 0.5 and ties["diff_ci"] == [0.0, 0.0] and not ties["significant"]
@@ -155,9 +148,7 @@ def test_paired_stats_by_hand():
 
 def test_one_idea_still_gets_an_interval_from_its_samples():
     base = np.array([[0.0, 1.0, 2.0, 3.0]])
-    s = paired_stats(
-        base, base + np.array([[1.0, -1.0, 0.5, -0.5]]), bootstrap_indices(1, 4, 2000, seed=0)
-    )
+    s = paired_stats(base, base + np.array([[1.0, -1.0, 0.5, -0.5]]), bootstrap_indices(1, 4, 2000, seed=0))
     # mean difference 0 from four paired samples: resampling the samples spans 0
     assert s["diff"] == 0 and s["diff_ci"][0] < 0 < s["diff_ci"][1] and not s["significant"]
 
@@ -170,9 +161,7 @@ def test_bootstrap_separates_noise_from_a_shift():
     assert not same["significant"] and same["diff_ci"][0] < 0 < same["diff_ci"][1]
     shifted = paired_stats(base, base + rng.normal(0.5, 1.0, size=(30, 4)), idx)
     assert shifted["significant"] and shifted["diff_ci"][0] > 0
-    assert paired_stats(base, base + 0.1, bootstrap_indices(30, 4, 2000, seed=0)) == paired_stats(
-        base, base + 0.1, idx
-    )
+    assert paired_stats(base, base + 0.1, bootstrap_indices(30, 4, 2000, seed=0)) == paired_stats(base, base + 0.1, idx)
 
 
 def test_prompt_statistics_by_hand():
@@ -219,8 +208,7 @@ def test_report_gets_a_judge_panel_when_a_judge_ran(tmp_path):
     from PIL import Image
 
     history = [
-        {"step": s, "reward/total/mean": 0.1 * s, "objective/kl": 0.0, "objective/kl_coef": 0.1}
-        for s in range(1, 5)
+        {"step": s, "reward/total/mean": 0.1 * s, "objective/kl": 0.0, "objective/kl_coef": 0.1} for s in range(1, 5)
     ]
     plot_report(history, tmp_path / "plain.png")
     history[1]["judge/pickscore/mean"] = history[3]["judge/pickscore/mean"] = 20.0
@@ -242,14 +230,9 @@ def test_judging_leaves_training_unchanged(tmp_path):
     ]
 
     def run(every: int, out: str) -> list[dict]:
-        config = load_config(
-            "tiny", None, [f"output_dir={tmp_path / out}", *small, f"eval.every={every}"]
-        )
+        config = load_config("tiny", None, [f"output_dir={tmp_path / out}", *small, f"eval.every={every}"])
         history = PromptTrainer(config).train()
-        return [
-            {k: v for k, v in row.items() if not k.startswith(("time/", "judge/", "heldout/"))}
-            for row in history
-        ]
+        return [{k: v for k, v in row.items() if not k.startswith(("time/", "judge/", "heldout/"))} for row in history]
 
     judged, plain = run(1, "judged"), run(0, "plain")
     assert judged == plain

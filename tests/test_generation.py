@@ -50,9 +50,7 @@ def tokenizer():
 
 def test_template_is_applied_and_left_padding_is_removed_from_queries(tokenizer):
     model = Scripted([[EOS_ID]] * 2)
-    gen = PromptGenerator(
-        model, tokenizer, PromptGenerationConfig(template=TEMPLATE, max_new_tokens=1)
-    )
+    gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(template=TEMPLATE, max_new_tokens=1))
     assert gen.queries(["a cat", "a lighthouse"]) == [
         "Idea: a cat\nPrompt:",
         "Idea: a lighthouse\nPrompt:",
@@ -77,9 +75,7 @@ def test_responses_end_at_eos_or_newline_and_stats_count_them(tokenizer):
     rollout = gen(["i1", "i2", "i3", "i4"])
     assert rollout.prompts == ["red", "sea", "big sky", "a b"]
     assert [len(r) for r in rollout.responses] == [5, 5, 8, 8]  # the stop token is kept
-    assert (
-        rollout.responses[0][-1].item() == EOS_ID and rollout.responses[1][-1].item() == newline[0]
-    )
+    assert rollout.responses[0][-1].item() == EOS_ID and rollout.responses[1][-1].item() == newline[0]
     assert rollout.ideas == ["i1", "i2", "i3", "i4"]
     # lengths 5, 5, 8, 8: mean 6.5; two of four reached max_new_tokens
     assert rollout.stats == {"rollout/response_len_mean": 6.5, "rollout/hit_max_tokens": 0.5}
@@ -87,9 +83,7 @@ def test_responses_end_at_eos_or_newline_and_stats_count_them(tokenizer):
 
 def test_newline_does_not_stop_when_turned_off(tokenizer):
     row = ids(tokenizer, " a\nb") + [EOS_ID]
-    gen = PromptGenerator(
-        Scripted([row]), tokenizer, PromptGenerationConfig(max_new_tokens=5, stop_at_newline=False)
-    )
+    gen = PromptGenerator(Scripted([row]), tokenizer, PromptGenerationConfig(max_new_tokens=5, stop_at_newline=False))
     assert gen.stop_ids == [EOS_ID]
     rollout = gen(["i"])
     assert len(rollout.responses[0]) == 5
@@ -98,20 +92,14 @@ def test_newline_does_not_stop_when_turned_off(tokenizer):
 
 def test_overrides_change_one_call_only(tokenizer):
     model = Scripted([[EOS_ID]])
-    gen = PromptGenerator(
-        model, tokenizer, PromptGenerationConfig(max_new_tokens=7, temperature=0.9)
-    )
+    gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(max_new_tokens=7, temperature=0.9))
     gen(["i"], max_new_tokens=3, temperature=0.5)
     gen(["i"])
     first, second = model.calls
     assert (first.max_new_tokens, first.temperature) == (3, 0.5)
     assert (second.max_new_tokens, second.temperature) == (7, 0.9)
-    assert (
-        second.do_sample and second.top_k == 0 and second.top_p == 1.0
-    )  # full softmax: unbiased KL
-    assert EOS_ID in second.eos_token_id and set(newline_token_ids(tokenizer)) <= set(
-        second.eos_token_id
-    )
+    assert second.do_sample and second.top_k == 0 and second.top_p == 1.0  # full softmax: unbiased KL
+    assert EOS_ID in second.eos_token_id and set(newline_token_ids(tokenizer)) <= set(second.eos_token_id)
     assert second.pad_token_id == tokenizer.pad_token_id
 
 
@@ -134,9 +122,9 @@ def test_real_model_prompts_fit_the_limits(gpt2_dir):
     tokenizer = byte_tokenizer()
     model = ValueHeadModel.from_pretrained(gpt2_dir)
     torch.manual_seed(0)
-    rollout = PromptGenerator(
-        model, tokenizer, PromptGenerationConfig(template=TEMPLATE, max_new_tokens=6)
-    )(["a cat", "a much longer idea"])
+    rollout = PromptGenerator(model, tokenizer, PromptGenerationConfig(template=TEMPLATE, max_new_tokens=6))(
+        ["a cat", "a much longer idea"]
+    )
     assert all(1 <= len(r) <= 6 for r in rollout.responses)
     assert all("\n" not in p for p in rollout.prompts)
     assert [tokenizer.decode(q) for q in rollout.queries] == [
@@ -191,9 +179,7 @@ def test_cut_at_stop():
 def test_filter_logits_top_k():
     out = filter_logits(torch.tensor([[1.0, 3.0, 2.0, 0.0]]), top_k=2)
     assert out.tolist() == [[-math.inf, 3.0, 2.0, -math.inf]]
-    assert filter_logits(torch.tensor([[1.0, 2.0]]), top_k=5).tolist() == [
-        [1.0, 2.0]
-    ]  # k beyond the vocab
+    assert filter_logits(torch.tensor([[1.0, 2.0]]), top_k=5).tolist() == [[1.0, 2.0]]  # k beyond the vocab
 
 
 def test_filter_logits_top_p_by_hand():

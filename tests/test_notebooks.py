@@ -88,8 +88,9 @@ def test_notebook_runs_in_tiny_mode_and_reward_rises(name, tmp_path, tmp_path_fa
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     nb = load(name)
     inject(nb, TINY[name], EXTRA[name])
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     start = time.perf_counter()
     try:
         client.execute()

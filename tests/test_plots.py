@@ -59,8 +59,6 @@ def test_plot_report_writes_a_png_from_a_history_with_gaps(tmp_path):
         assert image.format == "PNG"
         # panels: total, aesthetic, KL, KL coefficient, judge = 5, each 4 x 3.6 inches at 90 dpi
         assert image.size == (5 * 4 * 90, round(3.6 * 90))
-    plot_report(
-        [h for h in history if "judge/pickscore/mean" not in h], path
-    )  # no judge: no judge panel
+    plot_report([h for h in history if "judge/pickscore/mean" not in h], path)  # no judge: no judge panel
     with Image.open(path) as image:
         assert image.size == (4 * 4 * 90, round(3.6 * 90))

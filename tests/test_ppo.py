@@ -17,16 +17,36 @@ VOCAB = 258  # the tiny models' vocabulary (tests/conftest.py)
 PAD_ID = 257
 
 SEED_STATS = [
-    "objective/kl", "objective/kl_dist", "objective/logprobs", "objective/ref_logprobs",
-    "objective/kl_coef", "objective/entropy", "ppo/mean_non_score_reward",
-    "ppo/loss/policy", "ppo/loss/value", "ppo/loss/total",
-    "ppo/policy/entropy", "ppo/policy/approxkl", "ppo/policy/policykl", "ppo/policy/clipfrac",
-    "ppo/policy/advantages", "ppo/policy/advantages_mean", "ppo/policy/ratio",
-    "ppo/returns/mean", "ppo/returns/var",
-    "ppo/val/vpred", "ppo/val/error", "ppo/val/clipfrac", "ppo/val/mean", "ppo/val/var",
+    "objective/kl",
+    "objective/kl_dist",
+    "objective/logprobs",
+    "objective/ref_logprobs",
+    "objective/kl_coef",
+    "objective/entropy",
+    "ppo/mean_non_score_reward",
+    "ppo/loss/policy",
+    "ppo/loss/value",
+    "ppo/loss/total",
+    "ppo/policy/entropy",
+    "ppo/policy/approxkl",
+    "ppo/policy/policykl",
+    "ppo/policy/clipfrac",
+    "ppo/policy/advantages",
+    "ppo/policy/advantages_mean",
+    "ppo/policy/ratio",
+    "ppo/returns/mean",
+    "ppo/returns/var",
+    "ppo/val/vpred",
+    "ppo/val/error",
+    "ppo/val/clipfrac",
+    "ppo/val/mean",
+    "ppo/val/var",
     "ppo/val/var_explained",
-    "time/ppo/forward_pass", "time/ppo/compute_rewards", "time/ppo/optimize_step",
-    "time/ppo/calc_stats", "time/ppo/total",
+    "time/ppo/forward_pass",
+    "time/ppo/compute_rewards",
+    "time/ppo/optimize_step",
+    "time/ppo/calc_stats",
+    "time/ppo/total",
 ]
 
 
@@ -161,8 +181,9 @@ def test_group_by_length_partitions_the_batch_into_similar_lengths(gpt2_dir):
 # -- determinism -----------------------------------------------------------------------------
 def _two_steps(path: str, seed: int):
     model = ValueHeadModel.from_pretrained(path)
-    config = PPOConfig(batch_size=6, forward_batch_size=4, mini_batch_size=2, lr=1e-3, seed=seed,
-                       use_score_scaling=True)
+    config = PPOConfig(
+        batch_size=6, forward_batch_size=4, mini_batch_size=2, lr=1e-3, seed=seed, use_score_scaling=True
+    )
     trainer = PPOTrainer(model, None, None, config=config)
     stats = [trainer.step(*varied_batch(6, seed=s)) for s in (1, 2)]
     return stats, weights(model)

@@ -14,9 +14,7 @@ VOCAB = 258
 
 
 def trainer_for(gpt2_dir, **config) -> PPOTrainer:
-    return PPOTrainer(
-        ValueHeadModel.from_pretrained(gpt2_dir), None, None, config=PPOConfig(**config)
-    )
+    return PPOTrainer(ValueHeadModel.from_pretrained(gpt2_dir), None, None, config=PPOConfig(**config))
 
 
 def fixed_batch(n: int, q_len: int = 3, r_len: int = 4, seed: int = 0):
@@ -49,9 +47,7 @@ def test_kl_penalty_per_token_and_score_on_the_last_real_token(gpt2_dir):
     logprobs = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, 0.0]])
     ref_logprobs = torch.tensor([[-1.5, -2.0, -2.0], [-2.0, -1.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
-    rewards, non_score, kl = trainer.compute_rewards(
-        torch.tensor([1.0, 2.0]), logprobs, ref_logprobs, mask
-    )
+    rewards, non_score, kl = trainer.compute_rewards(torch.tensor([1.0, 2.0]), logprobs, ref_logprobs, mask)
     # kl = logp - logp_ref = [[0.5, 0, -1], [1, 0, 0]]; penalty = -0.3 * kl
     torch.testing.assert_close(kl, torch.tensor([[0.5, 0.0, -1.0], [1.0, 0.0, 0.0]]))
     torch.testing.assert_close(non_score, torch.tensor([[-0.15, 0.0, 0.3], [-0.3, 0.0, 0.0]]))
@@ -85,9 +81,7 @@ def test_clipped_policy_and_value_losses_by_hand(gpt2_dir):
     assert stats["ppo/policy/approxkl"].item() == pytest.approx(
         0.5 * (math.log(1.5) ** 2 + math.log(0.5) ** 2) / 3, abs=1e-6
     )
-    assert stats["ppo/policy/policykl"].item() == pytest.approx(
-        -(math.log(1.5) + math.log(0.5)) / 3, abs=1e-6
-    )
+    assert stats["ppo/policy/policykl"].item() == pytest.approx(-(math.log(1.5) + math.log(0.5)) / 3, abs=1e-6)
     assert stats["ppo/policy/ratio"].item() == pytest.approx(1.0, abs=1e-6)
     assert stats["ppo/policy/ratio_max_dev"].item() == pytest.approx(0.5, abs=1e-6)
 
@@ -165,9 +159,7 @@ def test_score_scaling_without_spread_divides_by_one(gpt2_dir, scores):
 
 
 def test_a_one_sample_step_with_score_scaling_stays_finite_and_small(gpt2_dir):
-    trainer = trainer_for(
-        gpt2_dir, batch_size=1, forward_batch_size=1, mini_batch_size=1, use_score_scaling=True
-    )
+    trainer = trainer_for(gpt2_dir, batch_size=1, forward_batch_size=1, mini_batch_size=1, use_score_scaling=True)
     q, r, _ = fixed_batch(1)
     stats = trainer.step(q, r, [5.0])
     assert abs(stats["ppo/returns/mean"]) < 10  # unscaled: ~5; with a 1e-12 std: ~5e12
@@ -190,9 +182,7 @@ def test_step_moves_the_adaptive_coefficient_by_the_formula(gpt2_dir):
     update = trainer.kl_ctl.update
     trainer.kl_ctl.update = lambda kl, n_steps: seen.append((kl, n_steps)) or update(kl, n_steps)
     stats = trainer.step(*fixed_batch(4, seed=2))
-    assert seen == [
-        (pytest.approx(stats["objective/kl"], rel=1e-6), 4)
-    ]  # the batch's KL, 4 samples
+    assert seen == [(pytest.approx(stats["objective/kl"], rel=1e-6), 4)]  # the batch's KL, 4 samples
     error = min(max(stats["objective/kl"] / 0.5 - 1, -0.2), 0.2)
     assert stats["objective/kl"] != 0
     assert trainer.kl_ctl.value == pytest.approx(before * (1 + error * 4 / 100), rel=1e-9)
@@ -286,7 +276,9 @@ def test_length_grouped_minibatches_weigh_by_their_share_of_tokens(gpt2_dir, gro
     responses = [torch.randint(0, VOCAB - 2, (n,), generator=g) for n in (2, 6, 2, 6)]
     seen = []
     train = trainer._train_minibatch
-    trainer._train_minibatch = lambda batch, idx, *args: seen.append((sorted(idx), args[-1])) or train(batch, idx, *args)
+    trainer._train_minibatch = lambda batch, idx, *args: (
+        seen.append((sorted(idx), args[-1])) or train(batch, idx, *args)
+    )
     trainer.step(queries, responses, [1.0, 0.0, -1.0, 0.5])
     if grouped:
         assert sorted(seen) == [([0, 2], pytest.approx(expected[0])), ([1, 3], pytest.approx(expected[1]))]
@@ -304,9 +296,7 @@ def test_one_optimizer_step_per_minibatch_without_accumulation(gpt2_dir):
 def test_early_stopping_stops_at_the_first_minibatch_over_the_bound(gpt2_dir):
     """The first minibatch has approx KL 0 and trains; the second sees the moved policy and
     stops the step before its own update (per minibatch, not at the end of an epoch)."""
-    trainer = trainer_for(
-        gpt2_dir, batch_size=6, mini_batch_size=2, lr=1e-2, early_stopping=True, target_kl=1e-6
-    )
+    trainer = trainer_for(gpt2_dir, batch_size=6, mini_batch_size=2, lr=1e-2, early_stopping=True, target_kl=1e-6)
     steps = count_optimizer_steps(trainer)
     stats = trainer.step(*fixed_batch(6))
     assert len(trainer.minibatch_stats) == 2 and steps[0] == 1
@@ -328,9 +318,7 @@ def test_early_stopping_stops_at_the_first_minibatch_over_the_bound(gpt2_dir):
     grouped.step(*fixed_batch(6))
     assert len(grouped.minibatch_stats) == 4 and steps[0] == 1
 
-    loose = trainer_for(
-        gpt2_dir, batch_size=6, mini_batch_size=2, lr=1e-2, early_stopping=True, target_kl=10.0
-    )
+    loose = trainer_for(gpt2_dir, batch_size=6, mini_batch_size=2, lr=1e-2, early_stopping=True, target_kl=10.0)
     stats = loose.step(*fixed_batch(6))
     assert len(loose.minibatch_stats) == 12 and stats["ppo/early_stopped"] == 0.0
 
@@ -344,9 +332,7 @@ def test_minibatches_whose_ratio_exploded_are_skipped_and_counted(gpt2_dir):
     assert stats["ppo/skipped_minibatches"] == sum(over)
     assert steps[0] == len(over) - sum(over)
 
-    unguarded = trainer_for(
-        gpt2_dir, batch_size=8, mini_batch_size=2, lr=3e-2, ratio_threshold=None
-    )
+    unguarded = trainer_for(gpt2_dir, batch_size=8, mini_batch_size=2, lr=3e-2, ratio_threshold=None)
     assert unguarded.step(*fixed_batch(8))["ppo/skipped_minibatches"] == 0
 
 
@@ -357,13 +343,9 @@ def test_max_grad_norm_bounds_each_update(gpt2_dir):
         model = ValueHeadModel.from_pretrained(gpt2_dir)
         start = params(model)
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
-        config = PPOConfig(
-            batch_size=2, mini_batch_size=2, ppo_epochs=1, max_grad_norm=max_grad_norm
-        )
+        config = PPOConfig(batch_size=2, mini_batch_size=2, ppo_epochs=1, max_grad_norm=max_grad_norm)
         PPOTrainer(model, None, None, config=config, optimizer=optimizer).step(*fixed_batch(2))
-        return math.sqrt(
-            sum(((p.detach() - start[n]) ** 2).sum().item() for n, p in model.named_parameters())
-        )
+        return math.sqrt(sum(((p.detach() - start[n]) ** 2).sum().item() for n, p in model.named_parameters()))
 
     assert update_norm(None) > 0.01
     assert update_norm(1e-3) == pytest.approx(1e-3, rel=1e-3)
@@ -404,17 +386,13 @@ def test_value_head_runs_in_fp32_under_autocast(gpt2_dir):
 
 # -- a failed step changes nothing -------------------------------------------------------------
 def test_too_long_input_fails_before_any_state_moves(gpt2_dir):
-    trainer = trainer_for(
-        gpt2_dir, batch_size=2, mini_batch_size=1, lr=1e-3, use_score_scaling=True
-    )
+    trainer = trainer_for(gpt2_dir, batch_size=2, mini_batch_size=1, lr=1e-3, use_score_scaling=True)
     trainer.step(*fixed_batch(2))
     before_params, before_state = params(trainer.policy), trainer.state_dict()
     before_state = {k: (v if k != "optimizer" else repr(v)) for k, v in before_state.items()}
     queries, responses, scores = fixed_batch(2)
     queries[1] = torch.zeros(253, dtype=torch.long)  # + 4 response tokens > the 256 positions
-    with pytest.raises(
-        ValueError, match="sample 1 has 253 query \\+ 4 response tokens.*256 positions"
-    ):
+    with pytest.raises(ValueError, match="sample 1 has 253 query \\+ 4 response tokens.*256 positions"):
         trainer.step(queries, responses, scores)
     after = trainer.state_dict()
     assert {k: (v if k != "optimizer" else repr(v)) for k, v in after.items()} == before_state

@@ -60,9 +60,7 @@ def test_pickscore_equals_direct_computation(assets, images):
             inputs = processor(text=IDEAS, padding=True, return_tensors="pt")
             img = model.get_image_features(pixel_values=pixels).pooler_output
             txt = model.get_text_features(**inputs).pooler_output
-            return model.logit_scale.exp() * (
-                F.normalize(img, dim=-1) * F.normalize(txt, dim=-1)
-            ).sum(-1)
+            return model.logit_scale.exp() * (F.normalize(img, dim=-1) * F.normalize(txt, dim=-1)).sum(-1)
 
     out = reward(images, PROMPTS, IDEAS)
     assert out.shape == (3,)
@@ -168,9 +166,7 @@ def test_a_run_can_train_on_pickscore(tmp_path):
         "eval.heldout=0",
         "rewards.terms=[{type: pickscore}, {type: hps, weight: 10}]",
     ]
-    history = PromptTrainer(
-        load_config("tiny", None, [f"output_dir={tmp_path}", *settings])
-    ).train()
+    history = PromptTrainer(load_config("tiny", None, [f"output_dir={tmp_path}", *settings])).train()
     row = history[0]
     # the tiny preset's stand-ins, found through rewards.pickscore_model / rewards.hps_weights
     expected = row["reward/pickscore/mean"] + 10 * row["reward/hps/mean"]

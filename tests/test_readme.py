@@ -87,18 +87,14 @@ runpy.run_path(sys.argv[1], run_name="__main__")
 
 def blocks(text: str) -> list[tuple[str, str]]:
     """(language, code) of every fenced block, in order."""
-    return [
-        (m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
-    ]
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)]
 
 
 def commands(code: str) -> list[str]:
     """The commands of a bash block: continuation lines joined, comments and blank lines out."""
     joined = code.replace("\\\n", " ")
     return [
-        shlex.join(shlex.split(line, comments=True))
-        for line in joined.splitlines()
-        if shlex.split(line, comments=True)
+        shlex.join(shlex.split(line, comments=True)) for line in joined.splitlines() if shlex.split(line, comments=True)
     ]
 
 
@@ -114,9 +110,7 @@ def argv_for(command: str) -> list[str]:
     elif words[:1] == ["promptrl"]:
         words = words[1:]
     else:
-        raise AssertionError(
-            f"README command {command!r} is neither run nor in SKIPPED with a reason"
-        )
+        raise AssertionError(f"README command {command!r} is neither run nor in SKIPPED with a reason")
     words = [HUB_STANDINS.get(w, w) for w in words]
     return [sys.executable, "-m", "promptrl", *words, *CLI_SIZES.get(words[0], [])]
 
@@ -128,20 +122,14 @@ def env() -> dict[str, str]:
 
 def run(argv: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, cwd=cwd, env=env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (
-        f"README {what} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    )
+    assert proc.returncode == 0, f"README {what} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc
 
 
 def test_every_block_is_python_or_bash_and_every_command_is_run_or_skipped():
     found = blocks(README.read_text())
-    assert {lang for lang, _ in found} <= {"python", "bash"}, (
-        "a README block in another language cannot be run"
-    )
-    assert (
-        sum(lang == "python" for lang, _ in found) >= 4
-    )  # the API, the rewards, the trl 0.1 example
+    assert {lang for lang, _ in found} <= {"python", "bash"}, "a README block in another language cannot be run"
+    assert sum(lang == "python" for lang, _ in found) >= 4  # the API, the rewards, the trl 0.1 example
     for lang, code in found:
         for command in commands(code) if lang == "bash" else []:
             if skip_reason(command) is None:
@@ -154,9 +142,7 @@ def test_every_block_is_python_or_bash_and_every_command_is_run_or_skipped():
         for prefix in SKIPPED
         if c.startswith(prefix)
     }
-    assert used == set(SKIPPED), (
-        f"SKIPPED names lines the README no longer has: {set(SKIPPED) - used}"
-    )
+    assert used == set(SKIPPED), f"SKIPPED names lines the README no longer has: {set(SKIPPED) - used}"
 
 
 @pytest.mark.slow
@@ -184,12 +170,8 @@ def test_readme_blocks_run(tmp_path):
             if command.startswith("promptrl generate"):
                 assert proc.stdout.count("a lighthouse in a storm -> ") == 3
     assert len(skipped) == len(SKIPPED)
-    assert (
-        tmp_path / "tiny-gpt2" / "config.json"
-    ).exists()  # the trl 0.1 example's stand-in for 'gpt2'
+    assert (tmp_path / "tiny-gpt2" / "config.json").exists()  # the trl 0.1 example's stand-in for 'gpt2'
     for run_dir in ("runs/api", "runs/my-reward", "runs/tiny"):
         assert (tmp_path / run_dir / "model").is_dir(), run_dir
     mixed = json.loads((tmp_path / "runs/my-reward/metrics.jsonl").read_text().splitlines()[-1])
-    assert {"reward/colourfulness/mean", "reward/aesthetic/mean"} <= set(
-        mixed
-    )  # case 3: yours beside the built-ins
+    assert {"reward/colourfulness/mean", "reward/aesthetic/mean"} <= set(mixed)  # case 3: yours beside the built-ins

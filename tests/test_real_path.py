@@ -148,9 +148,7 @@ print("FACTS", json.dumps({
 """
     proc = run(standin_hub, "-c", code, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    facts = json.loads(
-        next(line for line in proc.stdout.splitlines() if line.startswith("FACTS "))[6:]
-    )
+    facts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("FACTS "))[6:])
     assert facts == {
         "policy_dtype": "torch.float32",
         "padding_side": "left",
@@ -171,13 +169,8 @@ def test_train_bloom_560m_preset_with_lora(bloom_run):
     check_run(run_dir, proc)
     adapter = json.loads((run_dir / "model" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "bigscience/bloom-560m"
-    assert set(adapter["target_modules"]) == {
-        "query_key_value"
-    }  # peft's default for BLOOM's fused attention
-    assert (
-        json.loads((run_dir / "model" / "promptrl.json").read_text())["start_model"]
-        == "bigscience/bloom-560m"
-    )
+    assert set(adapter["target_modules"]) == {"query_key_value"}  # peft's default for BLOOM's fused attention
+    assert json.loads((run_dir / "model" / "promptrl.json").read_text())["start_model"] == "bigscience/bloom-560m"
 
 
 def test_train_gpt2_preset(standin_hub, tmp_path):
@@ -237,9 +230,7 @@ def test_generate_render_and_score_commands(standin_hub, bloom_run, tmp_path):
     (row,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert set(row) == {"prompt", "reward", "aesthetic", "similarity", "penalty"}
     # The preset's weights: aesthetic 1, similarity 4 (hinged at 0.28), penalty 1.
-    assert row["reward"] == pytest.approx(
-        row["aesthetic"] + 4 * row["similarity"] + row["penalty"], abs=1e-4
-    )
+    assert row["reward"] == pytest.approx(row["aesthetic"] + 4 * row["similarity"] + row["penalty"], abs=1e-4)
 
 
 def test_app_serves_the_bloom_560m_preset(standin_hub, tmp_path, free_port):
@@ -273,13 +264,9 @@ def test_app_serves_the_bloom_560m_preset(standin_hub, tmp_path, free_port):
                 client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             except Exception:
                 time.sleep(2)
-        table, *_, status = client.predict(
-            "a lighthouse in a storm", 1, 1.0, 1.0, 8, 0, api_name="/generate"
-        )
+        table, *_, status = client.predict("a lighthouse in a storm", 1, 1.0, 1.0, 8, 0, api_name="/generate")
         assert status.startswith("1 prompt(s)"), status
-        tuned, start, scores, status = client.predict(
-            table, "", 0, 1.0, 4.0, 1.0, api_name="/render"
-        )
+        tuned, start, scores, status = client.predict(table, "", 0, 1.0, 4.0, 1.0, api_name="/render")
         assert status.startswith("Rendered 1 row(s)"), status
         assert scores["headers"][2:6] == ["reward", "aesthetic", "similarity", "penalty"]
         assert all(math.isfinite(v) for v in scores["data"][0][2:6])
@@ -314,9 +301,7 @@ def test_colab_notebook_runs_in_bloom_560m_mode(standin_hub, tmp_path, monkeypat
         client.execute()
     finally:
         nbformat = pytest.importorskip("nbformat")
-        nbformat.write(
-            nb, tmp_path / "executed-promptrl_colab.ipynb"
-        )  # to read when something fails
+        nbformat.write(nb, tmp_path / "executed-promptrl_colab.ipynb")  # to read when something fails
     (models,) = printed(nb, "bloom-560m:")
     assert models.startswith("bigscience/bloom-560m -> stabilityai/sd-turbo, 1 steps")
     assert len(printed(nb, "REWARD_RISE")) == 1

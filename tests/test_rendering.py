@@ -58,9 +58,7 @@ def test_batched_call_equals_one_by_one(renderer):
     batched = renderer(PROMPTS, ideas=ideas)  # chunks of 4 and 2
     singles = [renderer([p], ideas=[i]) for p, i in zip(PROMPTS, ideas)]
     assert batched.seeds == [s.seeds[0] for s in singles]
-    torch.testing.assert_close(
-        batched.images, torch.cat([s.images for s in singles]), atol=2e-3, rtol=0
-    )
+    torch.testing.assert_close(batched.images, torch.cat([s.images for s in singles]), atol=2e-3, rtol=0)
 
 
 def test_long_prompt_is_truncated_with_a_warning(renderer, caplog):

@@ -59,8 +59,12 @@ def test_rewards_on_one_batch_share_one_clip_forward(clip, images, assets, monke
     calls = []
     encode = clip.model.encode_image
     monkeypatch.setattr(clip.model, "encode_image", lambda x: calls.append(len(x)) or encode(x))
-    reward = WeightedSum({"aesthetic": (1.0, AestheticReward(clip, assets["aesthetic_weights"])),
-                          "similarity": (1.0, ClipSimilarityReward(clip))})
+    reward = WeightedSum(
+        {
+            "aesthetic": (1.0, AestheticReward(clip, assets["aesthetic_weights"])),
+            "similarity": (1.0, ClipSimilarityReward(clip)),
+        }
+    )
     score(reward, images, PROMPTS, IDEAS)
     assert calls == [3]
     images.mul_(0.5)  # changed in place: computed afresh
@@ -164,9 +168,7 @@ def test_prompt_penalty():
     clean = "a lighthouse in a storm, oil painting"
     repetitive = "a lighthouse, 4k, 4k, 4k, highly detailed, highly detailed, trending"
     long_clean = " ".join(f"word{i}" for i in range(20))
-    out = penalty(
-        None, [clean, repetitive, long_clean, repetitive + ", " + long_clean], IDEAS + [""]
-    )
+    out = penalty(None, [clean, repetitive, long_clean, repetitive + ", " + long_clean], IDEAS + [""])
     assert out[0] == 0
     assert out[1] < 0 and out[2] < 0 and out[3] < min(out[1], out[2])
     assert out[2] == pytest.approx(-(20 - 10) / 10)
@@ -266,9 +268,7 @@ def test_per_idea_baseline():
     restored = PerIdeaBaseline()
     restored.load_state_dict(baseline.state_dict())
     rewards = torch.tensor([2.0, 6.0])
-    torch.testing.assert_close(
-        restored.normalize(["a", "b"], rewards), baseline.normalize(["a", "b"], rewards)
-    )
+    torch.testing.assert_close(restored.normalize(["a", "b"], rewards), baseline.normalize(["a", "b"], rewards))
 
 
 def test_build_reward(assets, images, tmp_path, monkeypatch):

@@ -69,12 +69,7 @@ def test_state_round_trips_as_json_and_safetensors(tmp_path):
     rundir.save_state(state, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {rundir.STATE_FILE, rundir.TENSORS_FILE}
     back = rundir.load_state(tmp_path)
-    assert (
-        back["step"] == 7
-        and back["lr"] == 1.41e-5
-        and np.isnan(back["nan"])
-        and back["none"] is None
-    )
+    assert back["step"] == 7 and back["lr"] == 1.41e-5 and np.isnan(back["nan"]) and back["none"] is None
     assert torch.equal(back["t"], state["t"]) and back["__odd"] == ["x"]
     assert back["rng"][0] == random_state[0] and np.array_equal(back["rng"][1], random_state[1])
     assert back["rng"][1].dtype == random_state[1].dtype and back["rng"][2:] == random_state[2:]
@@ -117,9 +112,7 @@ def test_a_poisoned_pickle_checkpoint_is_never_unpickled(tmp_path, capsys):
 
 
 def test_corrupt_newest_checkpoint_falls_back_and_resume_stays_exact(tmp_path, caplog):
-    expected = PromptTrainer(
-        config(tmp_path / "a", "steps=3", "save_every=1", "keep_checkpoints=3")
-    ).train()
+    expected = PromptTrainer(config(tmp_path / "a", "steps=3", "save_every=1", "keep_checkpoints=3")).train()
     run = tmp_path / "b"
     crashed = PromptTrainer(config(run, "steps=3", "save_every=1", "keep_checkpoints=3"))
     crashed.train()
@@ -136,16 +129,9 @@ def test_corrupt_newest_checkpoint_falls_back_and_resume_stays_exact(tmp_path, c
     shutil.move(str(run), str(moved))
     cache = os.environ["PROMPTRL_CACHE"]
     for name in (rundir.CONFIG_FILE, "model/promptrl.json", "checkpoint-000003/trainer_state.json"):
-        lines = [
-            x for x in (moved / name).read_text().splitlines() if not x.startswith("output_dir:")
-        ]
-        assert not [x for x in lines if cache in x or str(tmp_path) in x], (
-            name
-        )  # output_dir: as given
-    assert (
-        json.loads((moved / "model" / rundir.RUN_INFO_FILE).read_text())["start_model"]
-        == "tiny:policy"
-    )
+        lines = [x for x in (moved / name).read_text().splitlines() if not x.startswith("output_dir:")]
+        assert not [x for x in lines if cache in x or str(tmp_path) in x], name  # output_dir: as given
+    assert json.loads((moved / "model" / rundir.RUN_INFO_FILE).read_text())["start_model"] == "tiny:policy"
     more = PromptTrainer(config(moved, "steps=4", "save_every=1", "keep_checkpoints=3"))
     assert len(more.train(resume=moved)) == 4  # `steps` may change on resume
 
@@ -176,12 +162,8 @@ def test_used_dir_changed_config_last_step_and_pruning(tmp_path, capsys):
     assert main(args) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main([*args, "--set", "save_every=0", "--overwrite"]) == 0
-    assert [p.name for p in rundir.checkpoints(run)] == [
-        "checkpoint-000001"
-    ]  # save_every=0: the end only
-    assert [
-        json.loads(x)["step"] for x in (run / rundir.METRICS_FILE).read_text().splitlines()
-    ] == [1]
+    assert [p.name for p in rundir.checkpoints(run)] == ["checkpoint-000001"]  # save_every=0: the end only
+    assert [json.loads(x)["step"] for x in (run / rundir.METRICS_FILE).read_text().splitlines()] == [1]
 
 
 def test_a_kill_while_writing_leaves_the_old_model(tmp_path):
@@ -228,17 +210,13 @@ def test_non_finite_steps_are_rolled_back_then_stop_the_run(tmp_path):
     for ckpt in rundir.checkpoints(tmp_path):  # what was saved holds finite weights only
         from safetensors.torch import load_file
 
-        assert all(
-            torch.isfinite(t).all() for t in load_file(str(ckpt / "model.safetensors")).values()
-        )
+        assert all(torch.isfinite(t).all() for t in load_file(str(ckpt / "model.safetensors")).values())
 
 
 def test_pollers_never_see_a_grid_being_written(tmp_path):
     (tmp_path / rundir.IMAGES_DIR).mkdir()
     (tmp_path / rundir.IMAGES_DIR / ".tmp-step_000002.png").write_bytes(b"\x89PNG half")
-    rundir.save_image_atomically(
-        Image.new("RGB", (2, 2)), tmp_path / rundir.IMAGES_DIR / "step_000001.png"
-    )
+    rundir.save_image_atomically(Image.new("RGB", (2, 2)), tmp_path / rundir.IMAGES_DIR / "step_000001.png")
     assert [p.name for p in rundir.image_grids(tmp_path)] == ["step_000001.png"]
 
 
@@ -246,13 +224,8 @@ def test_paths_inside_the_run_are_recorded_relative(tmp_path):
     run = tmp_path / "run"
     (run / "sft").mkdir(parents=True)
     assert rundir.portable(str(run / "sft"), run) == "run:sft"
-    assert (
-        rundir.portable("gpt2", run) == "gpt2"
-        and rundir.portable("tiny:policy", run) == "tiny:policy"
-    )
-    assert rundir.resolve_recorded("run:sft", tmp_path / "elsewhere") == str(
-        tmp_path / "elsewhere" / "sft"
-    )
+    assert rundir.portable("gpt2", run) == "gpt2" and rundir.portable("tiny:policy", run) == "tiny:policy"
+    assert rundir.resolve_recorded("run:sft", tmp_path / "elsewhere") == str(tmp_path / "elsewhere" / "sft")
     with pytest.raises(ValueError, match="outside"):
         rundir.inside(run, run / ".." / "escape")
     (run / "link").symlink_to(tmp_path)

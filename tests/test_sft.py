@@ -16,9 +16,7 @@ TEMPLATE = "Idea: {idea}\nPrompt:"
 
 def test_load_corpus_reads_pairs_and_bare_prompts(tmp_path):
     path = tmp_path / "corpus.txt"
-    path.write_text(
-        "a cat\ta cat on a mat, oil painting\n\n   \n a bare prompt, 4k \n  an idea \t  its prompt  \n"
-    )
+    path.write_text("a cat\ta cat on a mat, oil painting\n\n   \n a bare prompt, 4k \n  an idea \t  its prompt  \n")
     assert load_corpus(path) == [
         ("a cat", "a cat on a mat, oil painting"),
         ("", "a bare prompt, 4k"),  # no tab: a prompt without an idea
@@ -61,9 +59,7 @@ def mean_loss(lm, tok, pairs) -> float:
     with torch.no_grad():
         for idea, prompt in pairs:
             ids, labels = encode_example(tok, TEMPLATE, idea, prompt, 96)
-            losses.append(
-                lm(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
-            )
+            losses.append(lm(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item())
     return sum(losses) / len(losses)
 
 

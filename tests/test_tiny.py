@@ -95,13 +95,9 @@ def test_prompt_changes_the_image(assets):
 
     pipe = StableDiffusionPipeline.from_pretrained(assets["pipeline"])
     pipe.set_progress_bar_config(disable=True)
-    prompts = ["a lighthouse in a storm", "an old fox reading by candlelight"] + [
-        "a lighthouse in a storm"
-    ]
+    prompts = ["a lighthouse in a storm", "an old fox reading by candlelight"] + ["a lighthouse in a storm"]
     generators = [torch.Generator().manual_seed(s) for s in (0, 0, 1)]
-    images = pipe(
-        prompt=prompts, generator=generators, num_inference_steps=1, output_type="pt"
-    ).images
+    images = pipe(prompt=prompts, generator=generators, num_inference_steps=1, output_type="pt").images
     assert images.shape == (3, 3, 64, 64)
     by_prompt = (images[0] - images[1]).abs().mean()
     by_seed = (images[0] - images[2]).abs().mean()

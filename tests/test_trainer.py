@@ -18,9 +18,22 @@ from promptrl.trainer import PromptTrainer
 
 def small_config(out, **overrides):
     """The tiny preset, shrunk: no SFT, 4 samples per step, 4 held-out ideas, no trackers."""
-    base = [f"output_dir={out}", "sft.enabled=false", "ppo.batch_size=4", "ppo.mini_batch_size=2",
-            "ppo.forward_batch_size=4", "samples_per_idea=2", "steps=4", "save_every=2", "image_every=2",
-            "eval_ideas=2", "trackers=[]", "progress=false", "generation.max_new_tokens=8", "eval.heldout=4"]
+    base = [
+        f"output_dir={out}",
+        "sft.enabled=false",
+        "ppo.batch_size=4",
+        "ppo.mini_batch_size=2",
+        "ppo.forward_batch_size=4",
+        "samples_per_idea=2",
+        "steps=4",
+        "save_every=2",
+        "image_every=2",
+        "eval_ideas=2",
+        "trackers=[]",
+        "progress=false",
+        "generation.max_new_tokens=8",
+        "eval.heldout=4",
+    ]
     return load_config("tiny", None, base + [f"{k}={v}" for k, v in overrides.items()])
 
 
@@ -136,7 +149,9 @@ def test_tiny_preset_reward_rises(tmp_path):
 
 def test_lora_policy_trains_adapters_only(tmp_path):
     config = small_config(tmp_path, steps=1, save_every=0)
-    config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, lora=True, lora_target_modules=["query_key_value"]))
+    config = dataclasses.replace(
+        config, policy=dataclasses.replace(config.policy, lora=True, lora_target_modules=["query_key_value"])
+    )
     trainer = PromptTrainer(config)
     trainer.setup()
     base = {k: v.clone() for k, v in trainer.ppo.policy.state_dict().items() if "lora" not in k and "v_head" not in k}

@@ -32,9 +32,7 @@ def layout(ctx: AppContext) -> None:
                 elem_id="eval-ideas",
             )
             with gr.Column(scale=1):
-                samples = gr.Number(
-                    2, label=f"Samples per idea (1-{lim.eval_samples})", precision=0
-                )
+                samples = gr.Number(2, label=f"Samples per idea (1-{lim.eval_samples})", precision=0)
                 seed = gr.Number(0, label="Seed", precision=0)
         button = gr.Button("Evaluate", variant="primary", elem_id="eval-btn")
         status = gr.Markdown(elem_id="eval-status")
@@ -45,9 +43,7 @@ def layout(ctx: AppContext) -> None:
             interactive=False,
             elem_id="eval-grid",
         )
-    ctx.shared.update(
-        eval_inputs=[ideas, samples, seed], eval_outputs=[table, grid, status], eval_button=button
-    )
+    ctx.shared.update(eval_inputs=[ideas, samples, seed], eval_outputs=[table, grid, status], eval_button=button)
 
 
 def events(ctx: AppContext) -> None:

@@ -27,9 +27,7 @@ def layout(ctx: AppContext) -> None:
                 # Numbers, not sliders, where API callers may send anything: gradio rejects an
                 # out-of-range slider value itself, with a server-side traceback.
                 n = gr.Number(2, label=f"Prompts per idea (1-{lim.prompts_per_idea})", precision=0)
-                temperature = gr.Slider(
-                    0.05, 2.0, value=gen_cfg.temperature, step=0.05, label="Temperature"
-                )
+                temperature = gr.Slider(0.05, 2.0, value=gen_cfg.temperature, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.05, 1.0, value=gen_cfg.top_p, step=0.05, label="Top-p")
                 max_tokens = gr.Number(
                     min(gen_cfg.max_new_tokens, lim.new_tokens),
@@ -88,9 +86,7 @@ def events(ctx: AppContext) -> None:
         rows = [[idea, k % n + 1, t, s] for k, (idea, t, s) in enumerate(zip(batch, tuned, start))]
         table = pd.DataFrame(rows, columns=TABLE_HEADERS)
         note = " (the starting model is the served model itself)" if models.same_model else ""
-        status = (
-            f"{len(rows)} prompt(s) from each model for {len(ideas)} idea(s), seed {seed}{note}."
-        )
+        status = f"{len(rows)} prompt(s) from each model for {len(ideas)} idea(s), seed {seed}{note}."
         return table, "\n".join(tuned), "\n".join(start), table, status
 
     s = ctx.shared

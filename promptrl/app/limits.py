@@ -56,9 +56,7 @@ class Limits:
         for pair in pairs:
             name, _, raw = pair.partition("=")
             if name not in names:
-                raise ValueError(
-                    f"--limit {pair}: unknown limit {name!r}; known: {', '.join(names)}."
-                )
+                raise ValueError(f"--limit {pair}: unknown limit {name!r}; known: {', '.join(names)}.")
             if not raw.isdigit() or int(raw) < 1:
                 raise ValueError(f"--limit {pair}: the value must be a positive whole number.")
             values[name] = int(raw)
@@ -86,9 +84,7 @@ def friendly(n_outputs: int) -> Callable:
                 message = str(err)
             except Exception as err:
                 logger.exception("app handler %s failed", fn.__name__)
-                message = (
-                    f"Something went wrong ({type(err).__name__}: {err}). The app is still running."
-                )
+                message = f"Something went wrong ({type(err).__name__}: {err}). The app is still running."
             gr.Warning(message)
             if n_outputs == 1:
                 return f"⚠️ {message}"
@@ -99,9 +95,7 @@ def friendly(n_outputs: int) -> Callable:
     return wrap
 
 
-def parse_ideas(
-    text: str | None, limits: Limits, max_ideas: int | None = None, what: str = "request"
-) -> list[str]:
+def parse_ideas(text: str | None, limits: Limits, max_ideas: int | None = None, what: str = "request") -> list[str]:
     """Non-blank lines of `text`, within the limits."""
     max_ideas = max_ideas or limits.ideas
     ideas = [line.strip() for line in (text or "").splitlines() if line.strip()]
@@ -125,9 +119,7 @@ def upload_text(data: bytes | None, limits: Limits, what: str) -> str | None:
     if not isinstance(data, bytes):
         raise UserError(f"The {what} must be uploaded as a file.")
     if len(data) > limits.upload_bytes:
-        raise UserError(
-            f"The {what} is {len(data):,} bytes; at most {limits.upload_bytes:,} are accepted."
-        )
+        raise UserError(f"The {what} is {len(data):,} bytes; at most {limits.upload_bytes:,} are accepted.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -30,9 +30,7 @@ def find_run(model_dir: str | Path) -> tuple[Path, Path | None]:
     path = Path(model_dir)
     if not path.exists():
         raise FileNotFoundError(f"Model directory {path} does not exist.")
-    if (
-        path / rundir.CONFIG_FILE
-    ).exists():  # a run: serve its final model, else its newest checkpoint
+    if (path / rundir.CONFIG_FILE).exists():  # a run: serve its final model, else its newest checkpoint
         final = path / rundir.MODEL_DIR
         if (final / "config.json").exists():
             return final, path
@@ -40,8 +38,7 @@ def find_run(model_dir: str | Path) -> tuple[Path, Path | None]:
             return rundir.find_checkpoint(path), path
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"Run directory {path} holds no final model (model/) and no "
-                "checkpoint-* yet: nothing to serve."
+                f"Run directory {path} holds no final model (model/) and no checkpoint-* yet: nothing to serve."
             ) from None
     if (path.parent / rundir.CONFIG_FILE).exists():  # run/model or run/checkpoint-N
         return path, path.parent
@@ -53,9 +50,7 @@ def find_start_model(policy_dir: Path, run_dir: Path | None) -> tuple[str, str]:
     info = policy_dir / rundir.RUN_INFO_FILE
     if info.exists():
         start, how = json.loads(info.read_text())["start_model"], f"recorded in {info.name}"
-        start = rundir.resolve_recorded(
-            start, run_dir if run_dir is not None else policy_dir.parent
-        )
+        start = rundir.resolve_recorded(start, run_dir if run_dir is not None else policy_dir.parent)
     elif run_dir is None:
         return str(policy_dir), "no promptrl run found: the served model is its own reference"
     else:
@@ -124,9 +119,7 @@ class Models:
     def renderer(self) -> Renderer:
         with self.lock:
             if self._renderer is None:
-                self._renderer = Renderer(
-                    dataclasses.replace(self.config.render, device=str(self.device))
-                )
+                self._renderer = Renderer(dataclasses.replace(self.config.render, device=str(self.device)))
             return self._renderer
 
     def rewards(self) -> dict[str, tuple[str, float, Callable]]:
@@ -137,9 +130,7 @@ class Models:
                 r = self.config.rewards
                 specs = weighted_terms(r.terms, dict.fromkeys(REWARD_TYPES, 1.0))
                 built = reward_from_config(r, self.renderer().device, specs)
-                configured = {
-                    s.get("name", s["type"]): float(s.get("weight", 1.0)) for s in r.terms
-                }
+                configured = {s.get("name", s["type"]): float(s.get("weight", 1.0)) for s in r.terms}
                 self._rewards = {
                     name: (spec["type"], configured.get(name, 0.0), built.terms[name][1])
                     for name, spec in zip(built.terms, specs)
@@ -161,9 +152,7 @@ class Models:
         terms = {name: (weights.get(kind, w), fn) for name, (kind, w, fn) in self.rewards().items()}
         terms = {name: t for name, t in terms.items() if t[0] != 0}
         if not terms:
-            raise UserError(
-                "Every reward weight is zero: give at least one reward a non-zero weight."
-            )
+            raise UserError("Every reward weight is zero: give at least one reward a non-zero weight.")
         return WeightedSum(terms)
 
     def load(self) -> None:
@@ -176,9 +165,7 @@ class Models:
         prompts = []
         with self.lock:
             for gen in (tuned, start):
-                with torch.random.fork_rng(
-                    devices=[self.device] if self.device.type == "cuda" else []
-                ):
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                     torch.manual_seed(seed)
                     prompts.append(gen(ideas, **overrides).prompts)
         return prompts[0], prompts[1]
@@ -195,11 +182,7 @@ class Models:
             f"- **Fine-tuned:** `{Path(self.policy_dir).name}` ({type(lm).__name__}, {n_params(tuned.model)} "
             f"parameters + value head) on `{self.device}`",
             f"- **Starting model (reference):** `{Path(self.start_dir).name}` ({self.start_note})"
-            + (
-                ""
-                if self.same_model
-                else f", {n_params(start.model)} parameters on `{self.device}`"
-            ),
+            + ("" if self.same_model else f", {n_params(start.model)} parameters on `{self.device}`"),
             f"- **Template:** `{self.config.generation.template!r}`",
             "### Diffusion pipeline",
             f"- `{rc.pipeline}` ({type(pipe).__name__}) on `{renderer.device}`, {pipe.dtype}",

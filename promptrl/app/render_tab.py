@@ -20,10 +20,7 @@ def reward_weights(aesthetic, similarity, penalty) -> dict[str, float]:
 
 
 def weight_sliders(ctx: AppContext) -> list[gr.Slider]:
-    return [
-        gr.Slider(-5, 5, value=ctx.defaults[k], step=0.05, label=f"{k} weight")
-        for k in REWARD_TYPES
-    ]
+    return [gr.Slider(-5, 5, value=ctx.defaults[k], step=0.05, label=f"{k} weight") for k in REWARD_TYPES]
 
 
 def layout(ctx: AppContext) -> None:
@@ -41,18 +38,14 @@ def layout(ctx: AppContext) -> None:
             column_widths=TABLE_WIDTHS,
         )
         with gr.Row():
-            rows = gr.Textbox(
-                label=f"Rows to render, e.g. 1,3-4 (blank: all; at most {ctx.limits.render_rows})"
-            )
+            rows = gr.Textbox(label=f"Rows to render, e.g. 1,3-4 (blank: all; at most {ctx.limits.render_rows})")
             seed = gr.Number(0, label="Image seed", precision=0)
         with gr.Row():
             weights = weight_sliders(ctx)
         button = gr.Button("Render & score", variant="primary", elem_id="render-btn")
         status = gr.Markdown(elem_id="render-status")
         with gr.Row():
-            tuned = gr.Gallery(
-                label="Fine-tuned", columns=3, height="auto", format="png", elem_id="tuned-gallery"
-            )
+            tuned = gr.Gallery(label="Fine-tuned", columns=3, height="auto", format="png", elem_id="tuned-gallery")
             start = gr.Gallery(
                 label="Starting model",
                 columns=3,
@@ -86,9 +79,7 @@ def events(ctx: AppContext) -> None:
         reward = models.reward(reward_weights(w_aesthetic, w_similarity, w_penalty))
         picked = frame.iloc[rows]
         ideas = [table_text(x, "An idea", lim) for x in picked.iloc[:, 0]]
-        prompts = [
-            table_text(x, "A prompt", lim) for column in (2, 3) for x in picked.iloc[:, column]
-        ]
+        prompts = [table_text(x, "A prompt", lim) for column in (2, 3) for x in picked.iloc[:, column]]
         ideas2 = ideas + ideas
         seeds = [idea_seed(seed, idea) for idea in ideas2]  # same noise for both models' prompts
         message = f"Rendered {len(rows)} row(s) with seed {seed}; components are unweighted."
@@ -102,10 +93,7 @@ def events(ctx: AppContext) -> None:
                 totals, comps = [None] * len(prompts), {}
                 message = f"⚠️ Scoring failed, images are shown unscored: {err}"
                 gr.Warning(message)
-        captions = [
-            _caption(p, totals[i], {k: v[i] for k, v in comps.items()})
-            for i, p in enumerate(out.prompts)
-        ]
+        captions = [_caption(p, totals[i], {k: v[i] for k, v in comps.items()}) for i, p in enumerate(out.prompts)]
         gallery = list(zip(out.pil, captions))
         k = len(rows)
         records = []
@@ -116,14 +104,10 @@ def events(ctx: AppContext) -> None:
                 "reward": totals[i],
             }
             record.update({name: v[i] for name, v in comps.items()})
-            record.update(
-                {"seed": out.seeds[i], "idea": ideas2[i], "prompt": p}
-            )  # text last: the numbers stay in view
+            record.update({"seed": out.seeds[i], "idea": ideas2[i], "prompt": p})  # text last: the numbers stay in view
             records.append(record)
         if any(out.truncated):
-            message += (
-                f" {sum(out.truncated)} prompt(s) were cut to the text encoder's token limit."
-            )
+            message += f" {sum(out.truncated)} prompt(s) were cut to the text encoder's token limit."
         return gallery[:k], gallery[k:], pd.DataFrame(records), message
 
     s = ctx.shared

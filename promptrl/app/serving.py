@@ -23,10 +23,7 @@ from .limits import Limits
 
 AUTH_ENV = "PROMPTRL_APP_AUTH"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-HOW_TO_AUTH = (
-    f"pass --auth user:password, set {AUTH_ENV}=user:password, or --auth-file FILE "
-    "(first line user:password)"
-)
+HOW_TO_AUTH = f"pass --auth user:password, set {AUTH_ENV}=user:password, or --auth-file FILE (first line user:password)"
 
 
 def parse_auth(text: str, where: str) -> tuple[str, str]:
@@ -105,9 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="fine-tuned generator: model dir, checkpoint or promptrl run dir",
     )
-    p.add_argument(
-        "--base", default=None, help="starting model to compare with (default: found from the run)"
-    )
+    p.add_argument("--base", default=None, help="starting model to compare with (default: found from the run)")
     p.add_argument("--config", default=None, help="YAML config on top of the preset")
     p.add_argument(
         "--set",
@@ -117,12 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="config override, e.g. --set render.num_inference_steps=4 (repeatable)",
     )
-    p.add_argument(
-        "--device", default=None, help="device of the app's models (default: cuda if available)"
-    )
-    p.add_argument(
-        "--runs-dir", default="runs/app", help="where training runs started in the app write"
-    )
+    p.add_argument("--device", default=None, help="device of the app's models (default: cuda if available)")
+    p.add_argument("--runs-dir", default="runs/app", help="where training runs started in the app write")
     p.add_argument("--concurrency", type=int, default=4, help="requests served at once per event")
     p.add_argument(
         "--limit",
@@ -140,9 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--port", type=int, default=7860, help="port to serve on")
     p.add_argument("--share", action="store_true", help="public gradio.live link (needs --auth)")
-    p.add_argument(
-        "--auth", default=None, metavar="USER:PASSWORD", help=f"credentials (or set {AUTH_ENV})"
-    )
+    p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help=f"credentials (or set {AUTH_ENV})")
     p.add_argument("--auth-file", default=None, help="file whose first line is user:password")
     args = p.parse_args(argv)
     with logs.configure():  # promptrl's messages and the libraries' warnings; no INFO chatter

@@ -84,9 +84,7 @@ ALLOWED: dict[str, Knob] = {
     "sft.epochs": _int(1, 5),
     "sft.lr": _float(1e-7, 1e-2),
     "sft.batch_size": _int(1, "train_batch"),
-    "trackers": Knob(
-        "choice", choices=([], ["tensorboard"])
-    ),  # tensorboard writes inside the run dir
+    "trackers": Knob("choice", choices=([], ["tensorboard"])),  # tensorboard writes inside the run dir
 }
 """Every key a visitor may set, with its range."""
 
@@ -104,7 +102,6 @@ REFUSED = {
     "preset": "chooses the base config; pick one of the named presets in the Preset list",
 }
 """Why the keys a visitor might try are refused (the rest: not on the list)."""
-
 
 
 def _nest(flat: dict) -> dict:
@@ -133,9 +130,7 @@ def check_value(key: str, value, limits: Limits):
         return value
     if knob.kind == "choice":
         if value not in knob.choices:
-            raise UserError(
-                f"{key} must be one of {', '.join(map(repr, knob.choices))}, got {value!r}."
-            )
+            raise UserError(f"{key} must be one of {', '.join(map(repr, knob.choices))}, got {value!r}.")
         return value
     high = getattr(limits, knob.high) if isinstance(knob.high, str) else knob.high
     where = f" (raise it with app.py --limit {knob.high}=N)" if isinstance(knob.high, str) else ""
@@ -145,9 +140,7 @@ def check_value(key: str, value, limits: Limits):
         raise UserError(f"{err}{where}") from None
 
 
-def visitor_values(
-    yaml_text: str | None, overrides_text: str | None, limits: Limits
-) -> tuple[dict, str | None]:
+def visitor_values(yaml_text: str | None, overrides_text: str | None, limits: Limits) -> tuple[dict, str | None]:
     """(checked nested values, preset named in the YAML or None) from an uploaded YAML and
     `key=value` lines; the lines win over the YAML."""
     data = parse_yaml(yaml_text, "The uploaded config") if yaml_text else {}
@@ -180,9 +173,7 @@ def run_config(
     values, yaml_preset = visitor_values(yaml_text, overrides_text, limits)
     preset = yaml_preset or preset or base.preset
     if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
-        raise UserError(
-            f"Preset {str(preset)[:40]!r} is not one of the named presets: {', '.join(PRESETS)}."
-        )
+        raise UserError(f"Preset {str(preset)[:40]!r} is not one of the named presets: {', '.join(PRESETS)}.")
     config = base if preset == base.preset else get_preset(preset)
     config = update_dataclass(config, values)
     if steps not in (None, "", 0):
@@ -193,6 +184,4 @@ def run_config(
             f"(raise it with app.py --limit train_steps=N)."
         )
     terms = weighted_terms(config.rewards.terms, weights)
-    return dataclasses.replace(
-        config, rewards=dataclasses.replace(config.rewards, terms=terms), progress=False
-    )
+    return dataclasses.replace(config, rewards=dataclasses.replace(config.rewards, terms=terms), progress=False)

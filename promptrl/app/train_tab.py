@@ -37,9 +37,7 @@ def layout(ctx: AppContext) -> None:
                 type="binary",
             )
         with gr.Row():
-            steps = gr.Number(
-                0, label=f"Steps (0: as the preset says; at most {lim.train_steps})", precision=0
-            )
+            steps = gr.Number(0, label=f"Steps (0: as the preset says; at most {lim.train_steps})", precision=0)
             weights = weight_sliders(ctx)
         with gr.Accordion("Hyperparameters", open=False):
             overrides = gr.Textbox(
@@ -55,9 +53,7 @@ def layout(ctx: AppContext) -> None:
             reward_plot = gr.LinePlot(
                 x="step", y="value", color="series", title="Reward (mean per step)", label="Reward"
             )
-            kl_plot = gr.LinePlot(
-                x="step", y="value", color="series", title="KL to the starting model", label="KL"
-            )
+            kl_plot = gr.LinePlot(x="step", y="value", color="series", title="KL to the starting model", label="KL")
         samples = gr.Gallery(
             label="Samples: starting model, newest batches, final model",
             columns=4,
@@ -84,9 +80,7 @@ def events(ctx: AppContext) -> None:
     run, lim = ctx.run, ctx.limits
 
     @friendly(2)
-    def train_start(
-        preset, config_bytes, ideas_bytes, steps, w_aesthetic, w_similarity, w_penalty, overrides
-    ):
+    def train_start(preset, config_bytes, ideas_bytes, steps, w_aesthetic, w_similarity, w_penalty, overrides):
         config = run_config(
             ctx.config,
             preset,
@@ -120,9 +114,7 @@ def events(ctx: AppContext) -> None:
         return str(path), f"Zipped `{path.name}`."
 
     s, demo = ctx.shared, ctx.shared["demo"]
-    s["start_btn"].click(
-        train_start, s["train_inputs"], [s["timer"], s["train_message"]], api_name="train_start"
-    )
+    s["start_btn"].click(train_start, s["train_inputs"], [s["timer"], s["train_message"]], api_name="train_start")
     s["stop_btn"].click(train_stop, None, [s["train_message"]], api_name="train_stop")
     gr.on(
         [demo.load, s["timer"].tick],
@@ -132,6 +124,4 @@ def events(ctx: AppContext) -> None:
         api_name="train_poll",
         show_progress="hidden",
     )
-    s["download_btn"].click(
-        download, None, [s["download_file"], s["train_message"]], api_name="download"
-    )
+    s["download_btn"].click(download, None, [s["download_file"], s["train_message"]], api_name="download")

@@ -66,9 +66,7 @@ class TrainingRun:
             self.phase, self.message, self.total = "starting", "loading models", config.steps
             self.history, self.trainer = [], None
             self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._run, args=(config, ideas), daemon=True, name="promptrl-train"
-            )
+            self._thread = threading.Thread(target=self._run, args=(config, ideas), daemon=True, name="promptrl-train")
             self._thread.start()
         return f"Started a run of {config.steps} steps in `{self.output_dir.name}`."
 
@@ -77,9 +75,7 @@ class TrainingRun:
             return "No run is going."
         self._stop.set()
         self.phase = "stopping"
-        return (
-            "Stopping after the current step (a checkpoint and the final model are still written)."
-        )
+        return "Stopping after the current step (a checkpoint and the final model are still written)."
 
     def _run(self, config: TrainConfig, ideas: list[str] | None) -> None:
         try:
@@ -104,9 +100,7 @@ class TrainingRun:
             logger.exception("Training run failed")
             self.phase = "failed"
             self.message = (
-                str(err)
-                if isinstance(err, (ValueError, FileNotFoundError))
-                else f"{type(err).__name__}: {err}"
+                str(err) if isinstance(err, (ValueError, FileNotFoundError)) else f"{type(err).__name__}: {err}"
             )
 
     def status(self) -> str:
@@ -167,10 +161,7 @@ class TrainingRun:
 
         trainer, items = self.trainer, []
         if trainer is not None and trainer.before is not None:
-            items += [
-                (s["image"], f"start · reward {s['reward']:.3f} · {s['prompt']}")
-                for s in trainer.before
-            ]
+            items += [(s["image"], f"start · reward {s['reward']:.3f} · {s['prompt']}") for s in trainer.before]
         for path in rundir.image_grids(self.output_dir)[-2:] if self.output_dir else []:
             try:
                 with Image.open(path) as img:
@@ -197,17 +188,12 @@ class TrainingRun:
                 source = rundir.find_checkpoint(self.output_dir)
             except FileNotFoundError:
                 raise UserError(
-                    "No checkpoint yet: one is written every `save_every` steps "
-                    "and when the run ends."
+                    "No checkpoint yet: one is written every `save_every` steps and when the run ends."
                 ) from None
         shutil.rmtree(self.download_dir, ignore_errors=True)  # one zip at a time on disk
         self.download_dir.mkdir(parents=True)
-        base = rundir.inside(
-            self.runs_dir, self.download_dir / f"{self.output_dir.name}-{source.name}"
-        )
+        base = rundir.inside(self.runs_dir, self.download_dir / f"{self.output_dir.name}-{source.name}")
         try:
             return Path(shutil.make_archive(str(base), "zip", root_dir=source))
         except FileNotFoundError:  # a newer checkpoint replaced this one while zipping
-            raise UserError(
-                "The checkpoint changed while it was being zipped; try again."
-            ) from None
+            raise UserError("The checkpoint changed while it was being zipped; try again.") from None
