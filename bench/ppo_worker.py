@@ -28,12 +28,12 @@ from ppo_shapes import BATCH, EPOCHS, MINIBATCH, PAD_ID, VOCAB, make_data, tiny_
 
 def promptrl_step(recorded: bool = False):
     from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
-    from promptrl.ppo import PolicyRecord
 
     config = PPOConfig(batch_size=BATCH, mini_batch_size=MINIBATCH, ppo_epochs=EPOCHS)
     trainer = PPOTrainer(ValueHeadModel(tiny_gpt2()), None, None, config=config)
     if not recorded:
         return trainer.step
+    from promptrl.ppo import PolicyRecord
 
     def record(queries, responses):
         rollout = trainer.rollout_pass(queries, responses)
