@@ -29,7 +29,7 @@ from .eval_stats import prompt_stats
 from .evaluate import compare_samples, heldout_split, judges_from_config, sample_and_score
 from .generation import PromptGenerator, Rollout
 from .ideas import load_ideas
-from .models import ValueHeadModel, check_model_source
+from .models import ADAPTER_CONFIG_FILE, ValueHeadModel, check_model_source
 from .plots import image_grid, plot_report, write_before_after
 from .ppo import PPOTrainer
 from .rendering import Renderer, RenderOutput, to_pil
@@ -171,7 +171,7 @@ class PromptTrainer:
                 self.start_record = rundir.portable(self.start_model, self.output_dir)
             policy_source = self.start_model
         peft_config = cfg.policy.peft_config()
-        from_ckpt_peft = resume is not None and (Path(policy_source) / "adapter_config.json").exists()
+        from_ckpt_peft = resume is not None and (Path(policy_source) / ADAPTER_CONFIG_FILE).exists()
         policy = ValueHeadModel.from_pretrained(policy_source, peft_config=None if from_ckpt_peft else peft_config)
         if cfg.policy.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
