@@ -144,3 +144,20 @@ def standin_hub(tmp_path_factory):
     from promptrl.standin_hub import build_standin_hub
 
     return build_standin_hub(tmp_path_factory.getbasetemp() / "standin-hub")
+
+
+# The app's Train tab in tests: a small run the tiny preset finishes in seconds.
+TRAIN_OVERRIDES = "\n".join(
+    [
+        "ppo.batch_size=4",
+        "ppo.mini_batch_size=2",
+        "ppo.forward_batch_size=4",
+        "samples_per_idea=2",
+        "sft.enabled=false",
+        "trackers=[]",
+        "generation.max_new_tokens=8",
+        "save_every=1",
+        "image_every=1",
+        "eval_ideas=2",
+    ]
+)

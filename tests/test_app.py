@@ -17,6 +17,7 @@ import time  # noqa: E402
 import zipfile  # noqa: E402
 
 import pytest  # noqa: E402
+from conftest import TRAIN_OVERRIDES
 
 pytestmark = pytest.mark.slow
 
@@ -30,20 +31,6 @@ ENDPOINTS = {
     "/model_info",
     "/evaluate",
 }
-TRAIN_OVERRIDES = "\n".join(
-    [
-        "ppo.batch_size=4",
-        "ppo.mini_batch_size=2",
-        "ppo.forward_batch_size=4",
-        "samples_per_idea=2",
-        "sft.enabled=false",
-        "trackers=[]",
-        "generation.max_new_tokens=8",
-        "save_every=1",
-        "image_every=1",
-        "eval_ideas=2",
-    ]
-)
 WEIGHTS = (1.0, 1.0, 0.5)  # aesthetic, similarity, penalty
 
 

@@ -14,6 +14,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from conftest import TRAIN_OVERRIDES
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright's own browser download fails offline; Debian's chromium with these flags works.
@@ -28,20 +29,6 @@ CHROMIUM_FLAGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 60_000
-TRAIN_OVERRIDES = "\n".join(
-    [
-        "ppo.batch_size=4",
-        "ppo.mini_batch_size=2",
-        "ppo.forward_batch_size=4",
-        "samples_per_idea=2",
-        "sft.enabled=false",
-        "trackers=[]",
-        "generation.max_new_tokens=8",
-        "save_every=1",
-        "image_every=1",
-        "eval_ideas=2",
-    ]
-)
 
 pytestmark = [
     pytest.mark.browser,
