@@ -21,7 +21,7 @@ from transformers import GenerationConfig
 
 from . import checks
 from .core import entropy_from_logprobs
-from .models import cache_argument, output_cache
+from .models import base_model, cache_argument, output_cache
 from .ppo_batch import PolicyRecord
 
 
@@ -172,8 +172,7 @@ class SamplingRecorder:
                 f"record=True records full-softmax log-probs, but top_k={config.top_k} / top_p={config.top_p} "
                 "truncate the distribution; set top_k=0 and top_p=1.0 or record nothing."
             )
-        lm = model.pretrained_model
-        lm = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        lm = base_model(model.pretrained_model)
         head = lm.get_output_embeddings()
         self.v_head, self.temperature = model.v_head, config.temperature or 1.0
         self.logprobs, self.entropy, self.values = [], [], []
