@@ -126,14 +126,21 @@ def test_a_refused_run_leaves_the_old_log_alone(tmp_path, capsys):
     assert (run / "train.log").read_text() == "the old run's log\n"
 
 
-def test_the_command_line_restores_the_logging_it_found(gpt2_dir, capsys):
+@pytest.mark.parametrize("propagating", [False, True])  # transformers propagates when CI=1 is set
+def test_the_command_line_restores_the_logging_it_found(gpt2_dir, capsys, propagating):
     import transformers.utils.logging as transformers_logging
 
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    bars = transformers_logging.is_progress_bar_enabled()
-    assert main(["generate", "--model", gpt2_dir, "--max-new-tokens", "2", "an idea"]) == 0
-    assert root.handlers == handlers and root.level == level
-    assert transformers_logging.is_progress_bar_enabled() == bars
-    assert logging.getLogger("transformers").propagate is False  # its own handler again
-    assert "an idea -> " in capsys.readouterr().out
+    root, library = logging.getLogger(), logging.getLogger("transformers")
+    found = library.propagate
+    library.propagate = propagating
+    try:
+        handlers, level = root.handlers[:], root.level
+        library_handlers = library.handlers[:]
+        bars = transformers_logging.is_progress_bar_enabled()
+        assert main(["generate", "--model", gpt2_dir, "--max-new-tokens", "2", "an idea"]) == 0
+        assert root.handlers == handlers and root.level == level
+        assert transformers_logging.is_progress_bar_enabled() == bars
+        assert library.propagate is propagating and library.handlers == library_handlers
+        assert "an idea -> " in capsys.readouterr().out
+    finally:
+        library.propagate = found
