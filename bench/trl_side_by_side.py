@@ -1,14 +1,16 @@
 """Seconds per PPO step: promptrl's `PPOTrainer.step` against trl 0.11.4's, both at defaults.
 
     make bench-trl          (builds .venv-trl with trl 0.11.4 on first use, then runs this)
-    python bench/trl_side_by_side.py [--trl-python .venv-trl/bin/python] [--steps 7] [--warmup 2]
+    python bench/trl_side_by_side.py [--trl-python .venv-trl/bin/python] [--steps 11] [--warmup 2]
 
 trl 0.11.4 is the last trl with `PPOTrainer.step(queries, responses, scores)`; it needs an older
-transformers than promptrl, so it runs under its own interpreter. Each implementation runs in a worker process
-(`ppo_worker.py`) on the shapes of `ppo_shapes.py` with one torch thread; the workers step in
-alternating order, one at a time, and the median of each one's process CPU time per step is
-compared (CPU time, because wall time on a shared 2-core machine says more about the
-neighbours than about the code). Without the trl interpreter it says so and exits 0.
+transformers than promptrl, so it runs under its own interpreter. Each implementation runs in a
+worker process (`ppo_worker.py`) on the shapes of `ppo_shapes.py` with one torch thread; the
+workers step in alternating order, one at a time. Each round's process CPU times give a ratio,
+and the median ratio is reported with its quartiles (CPU time, because wall time on a shared
+2-core machine says more about the neighbours than about the code; ratios within a round,
+because the machine's speed drifts between rounds). Without the trl interpreter it says so and
+exits 0.
 
 A third worker, `promptrl recorded`, is the step as `PromptTrainer` calls it: given the
 policy's log-probs, values and entropies recorded while sampling, it skips its own no-grad pass
@@ -63,7 +65,7 @@ def trl_available(python: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trl-python", default=DEFAULT_TRL_PYTHON, help="interpreter with trl 0.11.4 (env TRL_PYTHON)")
-    parser.add_argument("--steps", type=int, default=7, help="timed steps per implementation and case")
+    parser.add_argument("--steps", type=int, default=11, help="timed steps per implementation and case")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--cases", nargs="+", default=["fixed", "varied"], choices=["fixed", "varied"])
@@ -93,10 +95,18 @@ def main() -> None:
         medians = {name: statistics.median(t) for name, t in times.items()}
         theirs = medians["trl"]
         ratios = " | ".join(
-            f"{name} {medians[name]:.3f} s/step, ratio {medians[name] / theirs:.2f}"
+            f"{name} {medians[name]:.3f} s/step, ratio {_paired(times[name], times['trl'])}"
             for name in ("promptrl", "promptrl recorded")
         )
         print(f"{case:>6}: trl 0.11.4 {theirs:.3f} s/step | {ratios}")
+
+
+def _paired(ours: list[float], theirs: list[float]) -> str:
+    """The median of the rounds' ratios, with their quartiles: each round's two steps ran back
+    to back, so a ratio from one round is not skewed by the machine slowing down between rounds."""
+    ratios = sorted(a / b for a, b in zip(ours, theirs))
+    low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return f"{statistics.median(ratios):.2f} (quartiles {low:.2f}-{high:.2f})"
 
 
 if __name__ == "__main__":
