@@ -8,6 +8,10 @@ their cell ids stay stable.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -127,8 +131,8 @@ doing).
 import dataclasses
 
 from promptrl.config import load_config
-from promptrl.presets import resolve_tiny
 from promptrl.rewards import weighted_terms
+from promptrl.tiny import resolve_tiny
 
 TINY_RUN = ["steps=24", "samples_per_idea=4", "rewards.baseline=group", "image_every=4", "save_every=8"]
 if MODE == "tiny" and IDEAS == "bundled":
@@ -166,8 +170,9 @@ the total and each component: try it on a few images before training.
 from IPython.display import Image, Markdown, display
 
 from promptrl.plots import image_grid
-from promptrl.rewards import WeightedSum, build_reward, score
-from promptrl.trainer import PromptTrainer, to_pil
+from promptrl.rendering import to_pil
+from promptrl.rewards import score
+from promptrl.trainer import PromptTrainer
 
 
 def colourfulness(images, prompts, ideas):
@@ -178,13 +183,10 @@ def colourfulness(images, prompts, ideas):
 
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
-built_in = build_reward(config.rewards.terms, device=device, clip_model_name=config.rewards.clip_model,
-                        clip_pretrained=config.rewards.clip_pretrained,
-                        aesthetic_weights=config.rewards.aesthetic_weights)
 extra = {"colourfulness": (COLOURFULNESS_WEIGHT, colourfulness)} if COLOURFULNESS_WEIGHT else {}
-reward = WeightedSum({**built_in.terms, **extra})
-
-trainer = PromptTrainer(config, reward=reward, ideas=IDEAS, overwrite=True)  # re-running starts over
+# The config's reward (its terms, weights and models) plus yours; re-running starts the run over.
+trainer = PromptTrainer(config, extra_rewards=extra, ideas=IDEAS, overwrite=True)
+reward = trainer.reward
 render = trainer.renderer(COMPARE_IDEAS, ideas=COMPARE_IDEAS)  # the bare ideas as prompts
 total, parts = score(reward, render.images, render.prompts, COMPARE_IDEAS)
 rows = ["| prompt | total | " + " | ".join(parts) + " |", "|---" * (len(parts) + 2) + "|"]
@@ -560,6 +562,21 @@ print(save_dir, "->", type(reloaded).__name__)
 ]
 
 
+def _ruff_formatted(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """`nb` as `ruff format` (the project's settings) leaves it, so `make lint`, which formats
+    notebooks too, finds nothing to change in what this script writes."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        raise SystemExit("build_notebooks.py needs ruff (pip install ruff) to format the cells")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "notebook.ipynb"
+        nbformat.write(nb, path)
+        subprocess.run(
+            [ruff, "format", "--quiet", "--config", str(HERE.parent / "pyproject.toml"), str(path)], check=True
+        )
+        return nbformat.read(path, as_version=4)
+
+
 def notebook(cells: list[tuple[str, str]], name: str) -> nbformat.NotebookNode:
     url = COLAB.format(repo=REPO, name=name)
     nb = new_notebook()
@@ -580,7 +597,7 @@ def notebook(cells: list[tuple[str, str]], name: str) -> nbformat.NotebookNode:
         "colab": {"provenance": [], "gpuType": "T4"},
     }
     nbformat.validate(nb)
-    return nb
+    return _ruff_formatted(nb)
 
 
 def main() -> None:

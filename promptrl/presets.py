@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .tiny import resolve_tiny  # noqa: F401  (notebooks import it from here)
-
 DEFAULT_PRESET = "tiny"
 """The preset every entry point (CLI commands, app) starts from when none is named."""
 

@@ -77,6 +77,25 @@ def test_notebook_is_committed_clean(name):
     assert len(tagged) == 1 and "MODE = " in tagged[0].source
 
 
+def test_the_committed_notebooks_are_what_the_builder_writes():
+    """The cells are edited in build_notebooks.py; a notebook edited by hand (or a builder
+    edited without rebuilding) would drift from it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    built = {
+        "promptrl_colab.ipynb": builder.notebook(builder.COLAB_CELLS, "promptrl_colab.ipynb"),
+        "sentiment_gpt2.ipynb": builder.notebook(builder.SENTIMENT_CELLS, "sentiment_gpt2.ipynb"),
+    }
+    for name in NAMES:
+        committed = [(c.id, c.cell_type, c.source) for c in load(name).cells]
+        assert committed == [(c.id, c.cell_type, c.source) for c in built[name].cells], (
+            f"{name} differs from what notebooks/build_notebooks.py writes: run it"
+        )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_in_tiny_mode_and_reward_rises(name, tmp_path, tmp_path_factory, monkeypatch):
