@@ -20,6 +20,22 @@ EOS_ID = 256
 PAD_ID = 257
 
 
+def assert_same_state(a, b, where="state") -> None:
+    """`a` and `b` (nested dicts, lists and tensors: a state dict) hold exactly the same values."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
 def byte_tokenizer():
     """A GPT-2 style byte-level tokenizer with no merges: 258 tokens, pad distinct from eos."""
     from tokenizers import pre_tokenizers

@@ -2,9 +2,11 @@
 
 usage: ddp_worker.py OUTDIR MODEL_DIR
 Each rank takes two steps on its own random data, then writes `OUTDIR/rank{N}.pt`: its
-parameters, its last scores and scalar statistics, its KL coefficient after the update and the
-process count it saw. The KL target is tiny so that the ranks' own KLs would move a per-rank
-controller in opposite directions.
+parameters, its last scores and scalar statistics, its KL coefficient after the update, the
+process count it saw, and what its decisions were made on: the KL (and sample count) the KL
+controller was given, the verdict of each minibatch's guards and the mean of its own samples'
+advantages. `ratio_threshold=1.0` makes the ratio guard skip some minibatches, so a guard that
+decided on a rank's own numbers would disagree between the ranks.
 """
 
 import sys
@@ -16,8 +18,29 @@ from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
 
 
 def main(outdir: str, model_dir: str) -> None:
-    config = PPOConfig(batch_size=4, mini_batch_size=2, forward_batch_size=2, ppo_epochs=2, lr=1e-3, target=0.01)
+    config = PPOConfig(
+        batch_size=4, mini_batch_size=2, forward_batch_size=2, ppo_epochs=2, lr=1e-3, target=0.01, ratio_threshold=1.0
+    )
     trainer = PPOTrainer(ValueHeadModel.from_pretrained(model_dir), None, None, config=config)
+    seen = {"kl_updates": [], "verdicts": [], "advantage_means": []}
+    update, train_minibatch, optimize = trainer.kl_ctl.update, trainer._train_minibatch, trainer._optimize
+
+    def recorded_update(current_kl, n_steps):
+        seen["kl_updates"].append((float(current_kl), int(n_steps)))
+        return update(current_kl, n_steps)
+
+    def recorded_train_minibatch(*args):
+        stats, verdict = train_minibatch(*args)
+        seen["verdicts"].append(verdict)
+        return stats, verdict
+
+    def recorded_optimize(packed, rollout, advantages, returns):
+        seen["advantage_means"].append(((advantages * rollout.mask).sum() / rollout.mask.sum()).item())
+        return optimize(packed, rollout, advantages, returns)
+
+    trainer.kl_ctl.update = recorded_update
+    trainer._train_minibatch = recorded_train_minibatch
+    trainer._optimize = recorded_optimize
     rank = trainer.accelerator.process_index
     vocab = trainer.vocab_size
     g = torch.Generator().manual_seed(1000 + rank)
@@ -35,6 +58,7 @@ def main(outdir: str, model_dir: str) -> None:
             "scores": scores,
             "stats": {k: float(v) for k, v in stats.items() if not k.startswith("time/") and np.ndim(v) == 0},
             "kl_dist": torch.as_tensor(stats["objective/kl_dist"]),
+            **seen,
         },
         f"{outdir}/rank{rank}.pt",
     )

@@ -4,7 +4,8 @@
 
 Each mutant replaces one exact snippet of the PPO code (`promptrl/ppo*.py`, `core.py`, the
 sampling recorder in `generation.py`) in a copy of the package (the working tree is never
-touched), then runs the fast PPO tests against the copy.
+touched), then runs the fast PPO tests against the copy (the two-process test instead, for
+the mutants only two processes can show).
 A mutant the tests do not fail on "survives": either a test is missing, or the mutant does not
 change behaviour (an equivalent mutant, which belongs in EQUIVALENT with the reason).
 Exit status 1 when a non-equivalent mutant survives.
@@ -27,16 +28,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_ppo_math.py", "tests/test_core.py", "tests/test_ppo.py"]
 
 
+DISTRIBUTED = ("tests/test_distributed.py::test_two_processes_stay_in_sync",)
+"""The two-process test (slow: about 10 s a run), for the mutants only two processes can show."""
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
     file: str
     original: str
     replacement: str
+    tests: tuple[str, ...] = ()
+    """The tests to run (default: the fast PPO tests, `TESTS`)."""
 
 
-def m(name: str, file: str, original: str, replacement: str) -> Mutant:
-    return Mutant(name, f"promptrl/{file}", original, replacement)
+def m(name: str, file: str, original: str, replacement: str, tests: tuple[str, ...] = ()) -> Mutant:
+    return Mutant(name, f"promptrl/{file}", original, replacement, tests)
 
 
 MUTANTS = [
@@ -101,6 +108,30 @@ MUTANTS = [
         "core.py",
         "loss = pg_loss + vf_coef * vf_loss",
         "loss = pg_loss + vf_loss",
+    ),
+    m(
+        "cliprange option ignored (its default used)",
+        "ppo.py",
+        "            cfg.cliprange,\n",
+        "            0.2,\n",
+    ),
+    m(
+        "cliprange_value option ignored (its default used)",
+        "ppo.py",
+        "            cfg.cliprange_value,\n",
+        "            0.2,\n",
+    ),
+    m(
+        "vf_coef option ignored (its default used)",
+        "ppo.py",
+        "            cfg.vf_coef,\n",
+        "            0.1,\n",
+    ),
+    m(
+        "mixed_precision option ignored",
+        "ppo.py",
+        "Accelerator(mixed_precision=self.config.mixed_precision)",
+        "Accelerator()",
     ),
     m(
         "ratio from the wrong difference",
@@ -332,6 +363,30 @@ MUTANTS = [
         "hidden = args[0][:, -1]",
         "hidden = args[0][:, 0]",
     ),
+    # decisions on the numbers of all processes, not one process's own
+    m(
+        "KL controller fed the process's own KL",
+        "ppo.py",
+        'global_kl = self.accelerator.reduce(kl.sum(1).mean(), reduction="mean").item()',
+        "global_kl = kl.sum(1).mean().item()",
+        DISTRIBUTED,
+    ),
+    m(
+        "advantages whitened per process",
+        "ppo.py",
+        "advantages = whiten(advantages, mask, global_batch=True)",
+        "advantages = whiten(advantages, mask)",
+        DISTRIBUTED,
+    ),
+    m(
+        "guards decide on the process's own minibatch",
+        "ppo.py",
+        "        approxkl, ratio = global_mean(\n"
+        '            torch.stack([stats["ppo/policy/approxkl"], stats["ppo/policy/ratio"]]), stats["ppo/tokens"]\n'
+        "        ).tolist()",
+        '        approxkl, ratio = stats["ppo/policy/approxkl"].item(), stats["ppo/policy/ratio"].item()',
+        DISTRIBUTED,
+    ),
     # validation before state moves
     m(
         "scores scaled before the inputs are checked",
@@ -381,9 +436,8 @@ def run_one(mutant: Mutant, workdir: Path) -> tuple[Mutant, bool, float, str]:
         str(ROOT / "pyproject.toml"),
         "--rootdir",
         str(ROOT),
-        "-m",
-        "not slow",
-        *(str(ROOT / t) for t in TESTS),
+        *(["-m", "not slow"] if not mutant.tests else []),
+        *(str(ROOT / t) for t in mutant.tests or TESTS),
     ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=pkg, env=env, capture_output=True, text=True, timeout=600)

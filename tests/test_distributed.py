@@ -33,6 +33,17 @@ def test_two_processes_stay_in_sync(gpt2_dir, tmp_path):
     ranks = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
     assert [r["num_processes"] for r in ranks] == [2, 2]
     assert ranks[0]["next_kl_coef"] == ranks[1]["next_kl_coef"]  # from the global KL
+    # The decisions are made on global numbers, although each rank's own differ:
+    # the KL controller gets the mean KL over all 8 samples,
+    for r in ranks:
+        assert r["kl_updates"][-1] == (pytest.approx(r["stats"]["objective/kl"], rel=1e-5), 8)
+    # the guards decide alike (and the ratio guard did skip some minibatches),
+    assert ranks[0]["verdicts"] == ranks[1]["verdicts"]
+    assert {"train", "skip"} <= set(ranks[0]["verdicts"]), ranks[0]["verdicts"]
+    # and advantages are whitened over both ranks: rank 1's scores are 10 higher, so its
+    # samples' advantages are above the global mean and rank 0's below it.
+    for step in range(2):
+        assert ranks[0]["advantage_means"][step] < 0 < ranks[1]["advantage_means"][step]
 
     # Every logged statistic is the global one: the same on both ranks, over both ranks' data.
     s0, s1 = ranks[0]["stats"], ranks[1]["stats"]

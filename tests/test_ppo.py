@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_same_state
 
 from promptrl import PPOConfig, PPOTrainer, ValueHeadModel, respond_to_batch
 from promptrl.ppo_batch import PackedBatch
@@ -223,21 +224,6 @@ BAD_INPUTS = {
 }
 
 
-def _assert_same(a, b, where="state"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 def test_bad_input_raises_before_anything_changes(gpt2_dir):
     model = ValueHeadModel.from_pretrained(gpt2_dir)
     config = PPOConfig(batch_size=2, forward_batch_size=2, mini_batch_size=1, lr=1e-3, use_score_scaling=True)
@@ -251,7 +237,7 @@ def test_bad_input_raises_before_anything_changes(gpt2_dir):
         with pytest.raises(ValueError, match=message):
             trainer.step(*corrupt(*_good()))
         assert all(torch.equal(p, params[n]) for n, p in model.named_parameters()), name
-        _assert_same(trainer.state_dict(), state, name)
+        assert_same_state(trainer.state_dict(), state, name)
 
 
 # -- numbers recorded while sampling ----------------------------------------------------------

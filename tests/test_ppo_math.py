@@ -1,10 +1,12 @@
 """PPOTrainer's pieces pinned to hand-computed numbers, and one test per PPOConfig option that
 fails when the option is ignored. `make mutants` checks that these tests notice planted bugs."""
 
+import copy
 import math
 
 import pytest
 import torch
+from conftest import assert_same_state
 
 from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
 
@@ -57,7 +59,8 @@ def test_kl_penalty_per_token_and_score_on_the_last_real_token(gpt2_dir):
 
 # -- the clipped losses and their statistics -------------------------------------------------
 def test_clipped_policy_and_value_losses_by_hand(gpt2_dir):
-    trainer = trainer_for(gpt2_dir, batch_size=1, cliprange=0.2, cliprange_value=0.2, vf_coef=0.1)
+    # Not the defaults (0.2, 0.2, 0.1), so a loss that ignored an option would still match them.
+    trainer = trainer_for(gpt2_dir, batch_size=1, cliprange=0.3, cliprange_value=0.25, vf_coef=0.5)
     old_logprobs = torch.zeros(1, 3)
     logprobs = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))  # ratios 1.5, 0.5, 1.0
     advantages = torch.tensor([[1.0, -1.0, 2.0]])
@@ -67,16 +70,16 @@ def test_clipped_policy_and_value_losses_by_hand(gpt2_dir):
     mask = torch.ones(1, 3)
     loss, stats = trainer.loss(old_logprobs, values, advantages, returns, logprobs, vpreds, mask)
 
-    # policy: -A*r = [-1.5, 0.5, -2]; -A*clip(r, 0.8, 1.2) = [-1.2, 0.8, -2]; max = [-1.2, 0.8, -2]
-    assert stats["ppo/loss/policy"].item() == pytest.approx(-0.8, abs=1e-6)  # -2.4 / 3
+    # policy: -A*r = [-1.5, 0.5, -2]; -A*clip(r, 0.7, 1.3) = [-1.3, 0.7, -2]; max = [-1.3, 0.7, -2]
+    assert stats["ppo/loss/policy"].item() == pytest.approx(-2.6 / 3, abs=1e-6)
     assert stats["ppo/policy/clipfrac"].item() == pytest.approx(2 / 3, abs=1e-6)
-    # value: clip(vpred, 0 - 0.2, 0 + 0.2) = [0.2, -0.1, 0.2]
-    #   (vpred - R)^2 = [0.25, 1.21, 0.49]; (vclip - R)^2 = [0.64, 1.21, 0.64]; max mean 2.49/3
-    assert stats["ppo/loss/value"].item() == pytest.approx(0.5 * 2.49 / 3, abs=1e-6)
+    # value: clip(vpred, 0 - 0.25, 0 + 0.25) = [0.25, -0.1, 0.25]
+    #   (vpred - R)^2 = [0.25, 1.21, 0.49]; (vclip - R)^2 = [0.5625, 1.21, 0.5625]; max mean 2.335/3
+    assert stats["ppo/loss/value"].item() == pytest.approx(0.5 * 2.335 / 3, abs=1e-6)
     assert stats["ppo/val/clipfrac"].item() == pytest.approx(2 / 3, abs=1e-6)
     assert stats["ppo/val/error"].item() == pytest.approx(1.95 / 3, abs=1e-6)
     assert stats["ppo/val/vpred"].item() == pytest.approx(0.7 / 3, abs=1e-6)
-    assert loss.item() == pytest.approx(-0.8 + 0.1 * 0.415, abs=1e-6)
+    assert loss.item() == pytest.approx(-2.6 / 3 + 0.5 * (0.5 * 2.335 / 3), abs=1e-6)
     # approx KL = mean(log r ^ 2) / 2; policy KL = mean(-log r)
     assert stats["ppo/policy/approxkl"].item() == pytest.approx(
         0.5 * (math.log(1.5) ** 2 + math.log(0.5) ** 2) / 3, abs=1e-6
@@ -384,18 +387,47 @@ def test_value_head_runs_in_fp32_under_autocast(gpt2_dir):
     torch.testing.assert_close(values, expected, rtol=0, atol=1e-6)
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state and refuses a second precision in one process."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+@pytest.mark.usefixtures("fresh_accelerator_state")
+def test_mixed_precision_runs_the_lm_in_bf16_and_keeps_values_and_losses_in_fp32(gpt2_dir):
+    trainer = trainer_for(gpt2_dir, batch_size=2, mini_batch_size=2, ppo_epochs=1, mixed_precision="bf16")
+    assert trainer.accelerator.mixed_precision == "bf16"
+    head_dtypes, loss_inputs = [], []
+    trainer.policy.pretrained_model.lm_head.register_forward_hook(lambda m, a, out: head_dtypes.append(out.dtype))
+    loss = trainer.loss
+
+    def recorded_loss(*args):
+        loss_inputs.append([a.dtype for a in args])
+        return loss(*args)
+
+    trainer.loss = recorded_loss
+    stats = trainer.step(*fixed_batch(2))
+    assert head_dtypes and set(head_dtypes) == {torch.bfloat16}  # the config's precision reached the LM
+    assert loss_inputs and all(dtype == torch.float32 for dtype in loss_inputs[0])  # log-probs, values
+    assert trainer.policy.v_head.weight.dtype == torch.float32
+    assert all(math.isfinite(stats[k]) for k in ("ppo/loss/value", "ppo/val/vpred", "ppo/loss/total"))
+
+
 # -- a failed step changes nothing -------------------------------------------------------------
 def test_too_long_input_fails_before_any_state_moves(gpt2_dir):
     trainer = trainer_for(gpt2_dir, batch_size=2, mini_batch_size=1, lr=1e-3, use_score_scaling=True)
     trainer.step(*fixed_batch(2))
-    before_params, before_state = params(trainer.policy), trainer.state_dict()
-    before_state = {k: (v if k != "optimizer" else repr(v)) for k, v in before_state.items()}
+    before_params, before_state = params(trainer.policy), copy.deepcopy(trainer.state_dict())
+    assert before_state["optimizer"]["state"]  # Adam's moments exist, so a change would show
     queries, responses, scores = fixed_batch(2)
     queries[1] = torch.zeros(253, dtype=torch.long)  # + 4 response tokens > the 256 positions
     with pytest.raises(ValueError, match="sample 1 has 253 query \\+ 4 response tokens.*256 positions"):
         trainer.step(queries, responses, scores)
-    after = trainer.state_dict()
-    assert {k: (v if k != "optimizer" else repr(v)) for k, v in after.items()} == before_state
+    assert_same_state(trainer.state_dict(), before_state)
     assert all(torch.equal(p, before_params[n]) for n, p in trainer.policy.named_parameters())
 
 
