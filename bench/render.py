@@ -2,12 +2,12 @@
 
 Three ways to render the same N prompts with the same per-sample seeds:
 
-- renderer: ``Renderer(prompts, ideas)`` (token-limit check, idea seeds, chunks);
-- plain batch: ``pipeline(prompt=prompts, generator=[one per prompt], output_type="pt")``,
+- renderer: `Renderer(prompts, ideas)` (token-limit check, idea seeds, chunks);
+- plain batch: `pipeline(prompt=prompts, generator=[one per prompt], output_type="pt")`,
   the fastest diffusers call; the renderer should be within 5% of it;
-- one by one: one ``pipeline(prompt=p)`` call per prompt, as Promptist renders.
+- one by one: one `pipeline(prompt=p)` call per prompt, as Promptist renders.
 
-Each is warmed up once, then timed ``--repeats`` times, taking turns; the median is
+Each is warmed up once, then timed `--repeats` times, taking turns; the median is
 reported.
 
 Usage: python bench/render.py [--pipeline PATH_OR_HUB_NAME] [--gpu] [-n 16] [--repeats 5]
@@ -40,7 +40,7 @@ STYLE = ", highly detailed, dramatic lighting, oil painting"
 
 
 def timed(fns: dict, repeats: int, cuda: bool) -> dict[str, tuple[float, float]]:
-    """Median (wall, process CPU) seconds of each ``fn()`` over ``repeats`` rounds, after one
+    """Median (wall, process CPU) seconds of each `fn()` over `repeats` rounds, after one
     warm-up round.
 
     The candidates take turns within each round, so load from other processes hits them

@@ -3,13 +3,13 @@
 Some ideas make prettier images than others whatever the prompt, so the raw reward varies
 across ideas for reasons the prompt is not responsible for. A baseline takes that part out:
 
-- ``NoBaseline`` (``none``): the reward as it is;
-- ``GroupNormalization`` (``group``): against the other samples of the same idea in this batch;
-- ``PerIdeaBaseline`` (``per_idea``): against running statistics of each idea across steps.
+- `NoBaseline` (`none`): the reward as it is;
+- `GroupNormalization` (`group`): against the other samples of the same idea in this batch;
+- `PerIdeaBaseline` (`per_idea`): against running statistics of each idea across steps.
 
-Every baseline has ``normalize(ideas, rewards) -> Tensor[batch]`` and, for checkpoints,
-``state_dict()`` / ``load_state_dict(state)``; ``make_baseline(name)`` builds one from the
-config's ``rewards.baseline``.
+Every baseline has `normalize(ideas, rewards) -> Tensor[batch]` and, for checkpoints,
+`state_dict()` / `load_state_dict(state)`; `make_baseline(name)` builds one from the
+config's `rewards.baseline`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 
 class Baseline(Protocol):
     def normalize(self, ideas: list[str], rewards: torch.Tensor) -> torch.Tensor:
-        """``[batch]`` rewards -> ``[batch]`` scores for PPO; ``ideas[i]`` is sample i's idea."""
+        """`[batch]` rewards -> `[batch]` scores for PPO; `ideas[i]` is sample i's idea."""
         ...
 
     def state_dict(self) -> dict:
@@ -30,7 +30,7 @@ class Baseline(Protocol):
         ...
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what ``state_dict`` returned."""
+        """Restore what `state_dict` returned."""
         ...
 
 
@@ -48,7 +48,7 @@ class NoBaseline:
 
 
 class GroupNormalization(NoBaseline):
-    """``(r - mean) / (std + eps)`` over the samples of the same idea in this batch.
+    """`(r - mean) / (std + eps)` over the samples of the same idea in this batch.
 
     With one image seed per idea, samples of an idea differ only by their prompts, so this
     keeps exactly the part of the reward the prompt is responsible for. Stateless.
@@ -74,7 +74,7 @@ class PerIdeaBaseline:
 
     Some ideas make prettier images than others whatever the prompt; normalising per idea
     rewards a prompt for beating its idea's usual score. The statistics average all
-    rewards seen while fewer than ``1 / (1 - momentum)`` have been seen, then decay
+    rewards seen while fewer than `1 / (1 - momentum)` have been seen, then decay
     exponentially, so they follow the improving policy.
     """
 
@@ -85,8 +85,8 @@ class PerIdeaBaseline:
         self.stats: dict[str, list[float]] = {}  # idea -> [count, mean, var]
 
     def normalize(self, ideas: list[str], rewards: torch.Tensor) -> torch.Tensor:
-        """``(r - mean_idea) / (std_idea + eps)`` per sample ``[batch]``, using statistics
-        from before this batch, then updates them. Ideas seen fewer than ``min_count`` times
+        """`(r - mean_idea) / (std_idea + eps)` per sample `[batch]`, using statistics
+        from before this batch, then updates them. Ideas seen fewer than `min_count` times
         use the batch's mean and std instead."""
         rewards = torch.as_tensor(rewards, dtype=torch.float32).flatten()
         if len(ideas) != rewards.shape[0]:
@@ -122,7 +122,7 @@ class PerIdeaBaseline:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what ``state_dict`` returned."""
+        """Restore what `state_dict` returned."""
         self.momentum, self.min_count, self.eps = (
             state["momentum"],
             state["min_count"],
@@ -132,11 +132,11 @@ class PerIdeaBaseline:
 
 
 BASELINES = {"none": NoBaseline, "per_idea": PerIdeaBaseline, "group": GroupNormalization}
-"""The values of ``rewards.baseline``, and what each builds."""
+"""The values of `rewards.baseline`, and what each builds."""
 
 
 def make_baseline(name: str) -> Baseline:
-    """The baseline ``rewards.baseline`` names, with its default settings."""
+    """The baseline `rewards.baseline` names, with its default settings."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
     return BASELINES[name]()

@@ -1,7 +1,7 @@
 """The CLIP rewards: the LAION aesthetic predictor on CLIP image embeddings
-(``AestheticReward``) and image-idea similarity in CLIP space (``ClipSimilarityReward``).
+(`AestheticReward`) and image-idea similarity in CLIP space (`ClipSimilarityReward`).
 
-Both take an ``embedders.ClipModel``; by default the shared OpenAI ViT-L/14 the real aesthetic
+Both take an `embedders.ClipModel`; by default the shared OpenAI ViT-L/14 the real aesthetic
 predictor was trained on, so the two rewards run one image forward per batch between them.
 """
 
@@ -21,7 +21,7 @@ AESTHETIC_CLIP = ("ViT-L-14", "openai")
 
 
 class AestheticMLP(nn.Module):
-    """The LAION improved aesthetic predictor head (state-dict keys ``layers.{0,2,4,6,7}``)."""
+    """The LAION improved aesthetic predictor head (state-dict keys `layers.{0,2,4,6,7}`)."""
 
     def __init__(self, input_dim: int = 768):
         super().__init__()
@@ -37,12 +37,12 @@ class AestheticMLP(nn.Module):
         )
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``[batch, D]`` normalised CLIP embeddings -> ``[batch, 1]`` scores."""
+        """`[batch, D]` normalised CLIP embeddings -> `[batch, 1]` scores."""
         return self.layers(embeddings)
 
 
 def resolve_file(path: str) -> str:
-    """A local path as is; ``hf://repo_id/filename`` downloaded (or found in the HF cache)."""
+    """A local path as is; `hf://repo_id/filename` downloaded (or found in the HF cache)."""
     if path.startswith("hf://"):
         from huggingface_hub import hf_hub_download
 
@@ -60,7 +60,7 @@ def resolve_file(path: str) -> str:
 
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` or ``.pth`` file, or an ``hf://repo/file``."""
+    """A state dict from a `.safetensors` or `.pth` file, or an `hf://repo/file`."""
     path = resolve_file(path)
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
@@ -72,7 +72,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
 class AestheticReward:
     """LAION improved aesthetic predictor: an MLP on L2-normalised CLIP image embeddings.
 
-    ``weights`` is a ``.pth``/``.safetensors`` state dict or ``hf://repo_id/filename``;
+    `weights` is a `.pth`/`.safetensors` state dict or `hf://repo_id/filename`;
     the default is the real predictor, which needs CLIP ViT-L/14 (openai). The CLIP model
     defaults to that one, shared with other rewards on the same device.
     """
@@ -103,14 +103,14 @@ class AestheticReward:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
-        """Aesthetic score per image, ``[batch]``."""
+        """Aesthetic score per image, `[batch]`."""
         return self.mlp(self.clip.image_embeddings(images))[:, 0]
 
 
 class ClipSimilarityReward:
     """Cosine similarity between each image and its idea (or prompt) in CLIP space.
 
-    With ``hinge``, reward = min(similarity, hinge): once an image is on topic, being more
+    With `hinge`, reward = min(similarity, hinge): once an image is on topic, being more
     on topic earns nothing, so the policy is free to chase the other rewards.
     """
 
@@ -129,7 +129,7 @@ class ClipSimilarityReward:
         self.hinge, self.scale, self.against = hinge, scale, against
 
     def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
-        """``scale * min(cos(image, text), hinge)`` per image, ``[batch]``."""
+        """`scale * min(cos(image, text), hinge)` per image, `[batch]`."""
         texts = ideas if self.against == "idea" else prompts
         sim = (self.clip.image_embeddings(images) * self.clip.text_embeddings(texts)).sum(-1)
         if self.hinge is not None:

@@ -1,10 +1,10 @@
-"""CLIP towers as embedders for the rewards: an open_clip model (``ClipModel``) and a
-transformers ``CLIPModel`` with its processor (``TransformersClip``, PickScore's loaders).
+"""CLIP towers as embedders for the rewards: an open_clip model (`ClipModel`) and a
+transformers `CLIPModel` with its processor (`TransformersClip`, PickScore's loaders).
 
 Both keep one instance per (model, weights, device, dtype) in a process and run one image
 forward per batch however many rewards ask for its embeddings. open_clip only knows the model
 configs registered in the running process; promptrl's own (the tiny stand-in's,
-``promptrl-tiny-clip``) is registered here on first use.
+`promptrl-tiny-clip`) is registered here on first use.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ TINY_CLIP_CONFIG = {
 
 
 def register_tiny_clip() -> str:
-    """Make ``promptrl-tiny-clip`` a known open_clip model name in this process; idempotent.
+    """Make `promptrl-tiny-clip` a known open_clip model name in this process; idempotent.
 
     open_clip only registers configs from files, so the config is written next to the tiny
     models first. Returns the model name.
@@ -54,8 +54,8 @@ def register_tiny_clip() -> str:
 
 
 def shared_instance(cls, name: str, weights: str | None, device, dtype):
-    """``cls(name, weights, device, dtype)``, built once per process for those arguments and
-    kept in ``cls._shared``."""
+    """`cls(name, weights, device, dtype)`, built once per process for those arguments and
+    kept in `cls._shared`."""
     resolved = resolve_device(device)
     key = (name, weights, str(resolved), resolve_dtype(dtype, resolved))
     if key not in cls._shared:
@@ -75,7 +75,7 @@ class LastBatchCache:
         self._value: torch.Tensor | None = None
 
     def get(self, images: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """``compute(images)``, or its remembered result for this very batch."""
+        """`compute(images)`, or its remembered result for this very batch."""
         if self._key is not None:
             ref, version = self._key
             if ref() is images and version == images._version:
@@ -157,7 +157,7 @@ class ClipModel:
         return dim
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """``[batch, 3, H, W]`` in [0, 1] -> normalised ``[batch, 3, size, size]`` on device."""
+        """`[batch, 3, H, W]` in [0, 1] -> normalised `[batch, 3, size, size]` on device."""
         images = images.to(self.device, torch.float32)
         h, w = images.shape[-2:]
         th, tw = self.image_size
@@ -181,7 +181,7 @@ class ClipModel:
 
     @torch.no_grad()
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings ``[batch, D]`` (float32) of images in [0, 1].
+        """L2-normalised image embeddings `[batch, D]` (float32) of images in [0, 1].
 
         Called again with the very same, unmodified tensor (the aesthetic and similarity
         rewards scoring one batch), it returns the embeddings it computed for it: one ViT
@@ -195,10 +195,10 @@ class ClipModel:
 
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """L2-normalised text embeddings ``[batch, D]`` (float32).
+        """L2-normalised text embeddings `[batch, D]` (float32).
 
-        Each distinct text is encoded once and remembered (the last ``TEXT_CACHE_SIZE``): a
-        batch holds each idea ``samples_per_idea`` times and the ideas come back every epoch,
+        Each distinct text is encoded once and remembered (the last `TEXT_CACHE_SIZE`): a
+        batch holds each idea `samples_per_idea` times and the ideas come back every epoch,
         and ViT-L-14's text tower costs about a tenth of its image tower per item.
         """
         cache = self.__dict__.setdefault("_texts", {})
@@ -213,7 +213,7 @@ class ClipModel:
 
 
 class TransformersClip:
-    """A transformers ``CLIPModel`` and its processor, embedding image tensors and texts.
+    """A transformers `CLIPModel` and its processor, embedding image tensors and texts.
 
     Images go through the processor as tensors already in [0, 1] (no rescaling), batched,
     on the model's device; fp16 on a GPU. One instance per (model, processor, device, dtype).
@@ -254,7 +254,7 @@ class TransformersClip:
 
     @torch.no_grad()
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings ``[batch, D]`` (float32) of images in [0, 1]."""
+        """L2-normalised image embeddings `[batch, D]` (float32) of images in [0, 1]."""
         return self._last_batch.get(images, self._embed_images)
 
     def _embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -264,7 +264,7 @@ class TransformersClip:
 
     @torch.no_grad()
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """L2-normalised text embeddings ``[batch, D]`` (float32); texts cut at the token limit."""
+        """L2-normalised text embeddings `[batch, D]` (float32); texts cut at the token limit."""
         tokens = self.processor(
             text=list(texts),
             padding=True,

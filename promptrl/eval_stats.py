@@ -3,7 +3,7 @@
 Intervals come from a two-stage bootstrap (ideas, then samples within each drawn idea): the
 samples of one idea are not independent, and ideas are what a user wants the result to
 generalise to. Every draw is seeded, so the same evaluation twice gives the same numbers.
-``EvalResult`` is what ``evaluate.compare`` returns: ``eval.json``, ``eval.md`` and ``eval.png``.
+`EvalResult` is what `evaluate.compare` returns: `eval.json`, `eval.md` and `eval.png`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from PIL import Image
 
 
 def bootstrap_indices(n_ideas: int, n_samples: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two-stage bootstrap draws from a seeded generator: ``[resamples, ideas]`` idea indices,
-    then ``[resamples, ideas, samples]`` sample indices within each drawn idea. Both stages
+    """Two-stage bootstrap draws from a seeded generator: `[resamples, ideas]` idea indices,
+    then `[resamples, ideas, samples]` sample indices within each drawn idea. Both stages
     are resampled so that a few ideas (even one) still give an honest interval."""
     rng = np.random.default_rng(seed)
     ideas = rng.integers(0, n_ideas, size=(resamples, n_ideas))
@@ -28,15 +28,15 @@ def bootstrap_indices(n_ideas: int, n_samples: int, resamples: int, seed: int) -
 
 
 def interval(values: np.ndarray, idx: tuple[np.ndarray, np.ndarray]) -> list[float]:
-    """95% percentile bootstrap interval of the mean of ``values [ideas, samples]``."""
+    """95% percentile bootstrap interval of the mean of `values [ideas, samples]`."""
     ideas, samples = idx
     means = values[ideas[..., None], samples].mean(axis=(1, 2))
     return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
 def paired_stats(base: np.ndarray, tuned: np.ndarray, idx: tuple[np.ndarray, np.ndarray]) -> dict:
-    """Means, paired difference and paired win rate of two ``[ideas, samples]`` score arrays,
-    each with its 95% interval; ``significant`` when the difference's interval excludes 0."""
+    """Means, paired difference and paired win rate of two `[ideas, samples]` score arrays,
+    each with its 95% interval; `significant` when the difference's interval excludes 0."""
     diff = tuned - base
     wins = (diff > 0) + 0.5 * (diff == 0)
     diff_ci = interval(diff, idx)
@@ -72,7 +72,7 @@ def prompt_stats(prompts: list[str], truncated: np.ndarray) -> dict:
 
 
 def added_words(base: list[str], tuned: list[str], top: int = 10) -> list[list]:
-    """The words the tuned prompts use more often than the base prompts: ``[[word, extra]]``."""
+    """The words the tuned prompts use more often than the base prompts: `[[word, extra]]`."""
     extra = collections.Counter(w for p in tuned for w in words(p))
     extra.subtract(w for p in base for w in words(p))
     ranked = sorted(((w, n) for w, n in extra.items() if n > 0), key=lambda x: (-x[1], x[0]))
@@ -81,17 +81,17 @@ def added_words(base: list[str], tuned: list[str], top: int = 10) -> list[list]:
 
 @dataclass
 class EvalResult:
-    """A paired comparison; ``to_dict`` is eval.json, ``markdown`` eval.md."""
+    """A paired comparison; `to_dict` is eval.json, `markdown` eval.md."""
 
     names: dict[str, str]
-    """What was compared: ``{"base": ..., "tuned": ...}``."""
+    """What was compared: `{"base": ..., "tuned": ...}`."""
     ideas: list[str]
     samples: int
     seed: int
     rewards: dict[str, dict]
-    """Per score column, ``paired_stats``."""
+    """Per score column, `paired_stats`."""
     prompts: dict
-    """``base`` and ``tuned`` prompt statistics and the ``added_words``."""
+    """`base` and `tuned` prompt statistics and the `added_words`."""
     pairs: list[dict]
     """Every (idea, sample) with both prompts and all their scores."""
     grid: Image.Image | None = None
@@ -172,7 +172,7 @@ class EvalResult:
         return "\n".join(lines)
 
     def save(self, directory: str | Path) -> Path:
-        """Write eval.json, eval.md and eval.png (the side-by-side grid) into ``directory``."""
+        """Write eval.json, eval.md and eval.png (the side-by-side grid) into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "eval.json").write_text(json.dumps(self.to_dict(), indent=2))

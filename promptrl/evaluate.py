@@ -5,7 +5,7 @@ are rendered from the same image noise, so the two images of a pair differ only 
 prompt. Every reward (and judge) scores every image; per reward the report gives both means
 with bootstrap 95% intervals, the paired difference and the paired win rate (ties count half)
 with theirs, from a seeded two-stage bootstrap (the statistics and the report:
-``eval_stats.py``).
+`eval_stats.py`).
 
 Prompt statistics show what the tuning did to the text: distinct-1/2 (a collapse onto the same
 modifiers drives them down), mean length, the share cut at the text encoder's token limit and
@@ -36,7 +36,7 @@ PREFERENCE_MODELS = ("pickscore", "hps")
 
 
 def heldout_split(ideas: list[str], n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """``(train, heldout)``: the ``n`` distinct ideas (at most a quarter of them) with the
+    """`(train, heldout)`: the `n` distinct ideas (at most a quarter of them) with the
     smallest seeded hashes are held out (none when that would be a single idea: nothing to judge
     by, one idea fewer to train on). A hash, not a shuffle, so an idea's side does not
     depend on the order of the list or on the other ideas."""
@@ -65,7 +65,7 @@ def weights_at_hand(name: str) -> bool:
 
 
 def resolve_judges(judges: list[dict] | None, rewards_config) -> list[dict]:
-    """``judges`` as given, else a preference model the training reward does not use and whose
+    """`judges` as given, else a preference model the training reward does not use and whose
     weights are at hand, else the similarity reward."""
     if judges is not None:
         return [dict(j) for j in judges]
@@ -78,7 +78,7 @@ def resolve_judges(judges: list[dict] | None, rewards_config) -> list[dict]:
 
 
 def judges_from_config(config, device=None) -> WeightedSum:
-    """The held-out judges of a ``TrainConfig`` (``resolve_judges`` of ``eval.judges``), built
+    """The held-out judges of a `TrainConfig` (`resolve_judges` of `eval.judges`), built
     with its reward settings."""
     return reward_from_config(config.rewards, device, resolve_judges(config.eval.judges, config.rewards))
 
@@ -88,7 +88,7 @@ def judges_from_config(config, device=None) -> WeightedSum:
 
 @dataclass
 class ModelSamples:
-    """One generator's side of an evaluation; arrays are ``[ideas, samples]``."""
+    """One generator's side of an evaluation; arrays are `[ideas, samples]`."""
 
     prompts: list[list[str]]
     truncated: np.ndarray
@@ -98,18 +98,18 @@ class ModelSamples:
 
 
 def sampling_seed(seed: int, slot: int) -> int:
-    """Torch seed of sample slot ``slot``: the same for both generators."""
+    """Torch seed of sample slot `slot`: the same for both generators."""
     return derive_seed(seed, "eval/sampling", slot)
 
 
 def image_seed(seed: int, slot: int, idea: str) -> int:
-    """Image seed of ``idea`` in sample slot ``slot``: the same for both generators."""
+    """Image seed of `idea` in sample slot `slot`: the same for both generators."""
     return idea_seed(derive_seed(seed, "eval/images", slot), idea)
 
 
 def score_columns(reward: RewardFn, judges: WeightedSum | None, images, prompts, ideas) -> dict[str, torch.Tensor]:
-    """Named score columns: the reward's components (and ``total`` when it has several),
-    then each judge as ``judge/<name>``."""
+    """Named score columns: the reward's components (and `total` when it has several),
+    then each judge as `judge/<name>`."""
     total, components = score(reward, images, prompts, ideas)
     columns = dict(components)
     if len(components) > 1:
@@ -130,10 +130,10 @@ def sample_and_score(
     judges: WeightedSum | None = None,
     bar: tqdm | None = None,
 ) -> ModelSamples:
-    """``samples`` prompts per idea from ``generator``, rendered and scored.
+    """`samples` prompts per idea from `generator`, rendered and scored.
 
-    Slot ``k`` samples every idea in one batch from torch seed ``sampling_seed(seed, k)`` and
-    renders idea ``i`` from image seed ``image_seed(seed, k, i)``; the caller's RNG state is
+    Slot `k` samples every idea in one batch from torch seed `sampling_seed(seed, k)` and
+    renders idea `i` from image seed `image_seed(seed, k, i)`; the caller's RNG state is
     left as it was.
     """
     prompts, truncated, columns, images = [], [], collections.defaultdict(list), []
@@ -162,7 +162,7 @@ def compare_samples(
     bootstrap: int = 2000,
     names: dict[str, str] | None = None,
 ) -> EvalResult:
-    """Statistics, tables and grid of two generators' ``ModelSamples`` on the same ideas."""
+    """Statistics, tables and grid of two generators' `ModelSamples` on the same ideas."""
     samples = base.truncated.shape[1]
     idx = bootstrap_indices(len(ideas), samples, bootstrap, seed)
     rewards = {name: paired_stats(base.scores[name], tuned.scores[name], idx) for name in base.scores}
@@ -212,7 +212,7 @@ def compare(
     names: dict[str, str] | None = None,
     progress: bool = True,
 ) -> EvalResult:
-    """Sample, render and score both generators on ``ideas``, then compare them (see module doc)."""
+    """Sample, render and score both generators on `ideas`, then compare them (see module doc)."""
     if not ideas:
         raise ValueError("No ideas to evaluate on; pass at least one idea.")
     bar = tqdm(total=2 * samples, desc="eval", disable=not progress)

@@ -266,7 +266,7 @@ class ValueHeadModel(nn.Module):
                     lm = get_peft_model(lm, peft_config)
         head = _load_value_head(name_or_path)
         if head is None:
-            logger.info("No value head in %s: starting a fresh (zero) value head.", name_or_path)
+            logger.debug("No value head in %s: starting a fresh (zero) value head.", name_or_path)
         return cls(lm, value_head=head)
 
     @classmethod

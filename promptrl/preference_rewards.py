@@ -1,8 +1,8 @@
 """Human-preference rewards: models trained on which of two images people prefer for a prompt.
 
-- ``PickScoreReward``: PickScore (Kirstain et al. 2023), a transformers CLIP ViT-H/14 fine-tuned
+- `PickScoreReward`: PickScore (Kirstain et al. 2023), a transformers CLIP ViT-H/14 fine-tuned
   on Pick-a-Pic choices;
-- ``HPSReward``: HPSv2.1 (Wu et al. 2023), an open_clip ViT-H-14 fine-tuned on HPD v2 rankings.
+- `HPSReward`: HPSv2.1 (Wu et al. 2023), an open_clip ViT-H-14 fine-tuned on HPD v2 rankings.
 
 Both compare the image with the idea by default, which makes them good judges: a generator
 cannot game them by writing text that merely matches its own image.
@@ -25,7 +25,7 @@ HPS_WEIGHTS = "hf://xswu/HPSv2/HPS_v2.1_compressed.pt"
 
 
 class PickScoreReward:
-    """PickScore: ``logit_scale * cos(image, text)`` in the PickScore CLIP space (about 18-23
+    """PickScore: `logit_scale * cos(image, text)` in the PickScore CLIP space (about 18-23
     for real images; higher is preferred by people). The text is the idea by default: the
     judge then asks whether the image is a good picture *of what the user asked for*, which
     a generator cannot game by writing text that merely matches its own image."""
@@ -45,7 +45,7 @@ class PickScoreReward:
         self.against = against
 
     def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
-        """PickScore per image, ``[batch]``."""
+        """PickScore per image, `[batch]`."""
         texts = ideas if self.against == "idea" else prompts
         sim = (self.clip.image_embeddings(images) * self.clip.text_embeddings(texts)).sum(-1)
         return self.clip.model.logit_scale.exp().float() * sim
@@ -54,8 +54,8 @@ class PickScoreReward:
 class HPSReward(ClipSimilarityReward):
     """HPSv2.1: cosine similarity of image and text in an open_clip ViT-H-14 fine-tuned on
     human preference rankings (about 0.25-0.35 for real images). The checkpoint is read with
-    ``torch.load(weights_only=True)`` by open_clip; the text is the idea by default (see
-    ``PickScoreReward``)."""
+    `torch.load(weights_only=True)` by open_clip; the text is the idea by default (see
+    `PickScoreReward`)."""
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class HPSReward(ClipSimilarityReward):
 
 
 def hps_clip(model: str = HPS_MODEL, weights: str = HPS_WEIGHTS, device=None, dtype=None) -> ClipModel:
-    """The shared open_clip ``model`` with an HPS checkpoint (``.pt`` of ``{"state_dict": ...}``
+    """The shared open_clip `model` with an HPS checkpoint (`.pt` of `{"state_dict": ...}`
     or safetensors); a checkpoint that holds anything but tensors is refused, not unpickled."""
     import pickle
 

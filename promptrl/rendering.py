@@ -1,13 +1,13 @@
 """Render prompts to images with a Stable Diffusion pipeline (diffusers).
 
-The renderer batches prompts into chunks of ``chunk_size`` per pipeline call and gives every
-sample its own seeded ``torch.Generator``, so one batched call renders exactly what
+The renderer batches prompts into chunks of `chunk_size` per pipeline call and gives every
+sample its own seeded `torch.Generator`, so one batched call renders exactly what
 rendering the prompts one by one would. Seeds default to a stable hash of the idea a prompt
 came from: the same idea is rendered from the same noise at every step, so a reward change
 between two prompts for one idea comes from the prompts, not from the noise.
 
 Prompts longer than the text encoder's limit (77 CLIP tokens, BOS and EOS included) are cut
-to fit at a word boundary, flagged in ``RenderOutput.truncated`` and logged; never silently.
+to fit at a word boundary, flagged in `RenderOutput.truncated` and logged; never silently.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; None means CUDA when available, else CPU."""
+    """`device` as a `torch.device`; None means CUDA when available, else CPU."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``"auto"``/None: fp16 on CUDA, fp32 elsewhere; else ``"fp16"``, ``"bf16"``, ``"fp32"``."""
+    """`"auto"`/None: fp16 on CUDA, fp32 elsewhere; else `"fp16"`, `"bf16"`, `"fp32"`."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "auto"):
@@ -50,7 +50,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 class RenderConfig:
     pipeline: str = "stabilityai/sd-turbo"
     """Hub name or local directory of any SD-family text-to-image pipeline (SD 1.5, SD-Turbo,
-    SDXL-Turbo, ...), loaded with ``AutoPipelineForText2Image``."""
+    SDXL-Turbo, ...), loaded with `AutoPipelineForText2Image`."""
     num_inference_steps: int = 1
     """Denoising steps per image (1-4 for the Turbo models, 25-50 for SD 1.5)."""
     guidance_scale: float = 0.0
@@ -73,7 +73,7 @@ class RenderConfig:
     safety_checker: bool = False
     """Keep the pipeline's NSFW safety checker (it blacks out flagged images)."""
     max_prompt_tokens: int | None = None
-    """Token limit incl. BOS/EOS; None means the pipeline tokenizer's ``model_max_length``."""
+    """Token limit incl. BOS/EOS; None means the pipeline tokenizer's `model_max_length`."""
 
     def __post_init__(self):
         checks.check_types(self, "render")
@@ -97,7 +97,7 @@ class RenderConfig:
 @dataclass
 class RenderOutput:
     images: torch.Tensor
-    """``[batch, 3, H, W]`` float32 in [0, 1], on the renderer's device."""
+    """`[batch, 3, H, W]` float32 in [0, 1], on the renderer's device."""
     prompts: list[str]
     """The prompts as rendered, after truncation to the token limit."""
     seeds: list[int]
@@ -105,7 +105,7 @@ class RenderOutput:
     truncated: list[bool]
     """Whether each prompt was cut to fit the token limit."""
     pil: list[PIL.Image.Image] | None = None
-    """The images as PIL images when asked for (``return_pil=True``), else None."""
+    """The images as PIL images when asked for (`return_pil=True`), else None."""
 
 
 def idea_seed(base_seed: int, idea: str) -> int:
@@ -114,10 +114,10 @@ def idea_seed(base_seed: int, idea: str) -> int:
 
 
 def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
-    """Load a text-to-image pipeline from the hub or a local directory, in ``dtype``.
+    """Load a text-to-image pipeline from the hub or a local directory, in `dtype`.
 
-    In half precision the ``fp16`` weight files are fetched where the repository has them
-    (half the download). Without ``safety_checker`` the checker is not even loaded (it is
+    In half precision the `fp16` weight files are fetched where the repository has them
+    (half the download). Without `safety_checker` the checker is not even loaded (it is
     ~1 GB on SD 1.5).
     """
     import diffusers
@@ -127,7 +127,7 @@ def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
     kwargs = {}
     if not safety_checker and "safety_checker" in DiffusionPipeline.load_config(name):
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    # diffusers 0.40 renamed ``torch_dtype`` to ``dtype``; older versions ignore ``dtype``.
+    # diffusers 0.40 renamed `torch_dtype` to `dtype`; older versions ignore `dtype`.
     dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.40") else "torch_dtype"
     kwargs[dtype_key] = dtype
     if dtype != torch.float32:
@@ -140,7 +140,7 @@ def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
 
 
 class Renderer:
-    """Renders batches of prompts with fixed per-sample seeds. See ``RenderConfig``."""
+    """Renders batches of prompts with fixed per-sample seeds. See `RenderConfig`."""
 
     def __init__(self, config: RenderConfig | None = None, pipeline=None):
         self.config = config = config if config is not None else RenderConfig()
@@ -176,7 +176,7 @@ class Renderer:
         return [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False).input_ids]
 
     def _cut(self, prompt: str) -> str:
-        """The longest prefix of whole words of ``prompt`` that fits the token limit."""
+        """The longest prefix of whole words of `prompt` that fits the token limit."""
         words = prompt.split()
         lo, hi = 0, len(words)  # invariant: words[:lo] fits, words[:hi + 1] does not
         while lo < hi:
@@ -206,7 +206,7 @@ class Renderer:
         return fitted, too_long
 
     def seeds_for(self, n: int, ideas: list[str] | None = None) -> list[int]:
-        """Seeds for ``n`` samples under ``config.seed_mode`` ("idea" needs ``ideas``)."""
+        """Seeds for `n` samples under `config.seed_mode` ("idea" needs `ideas`)."""
         mode, base = self.config.seed_mode, self.config.seed
         if mode == "idea":
             if ideas is None or len(ideas) != n:
@@ -223,8 +223,8 @@ class Renderer:
         seeds: list[int] | None = None,
         return_pil: bool = False,
     ) -> RenderOutput:
-        """Render ``prompts`` (seeded from ``ideas``, or the prompts themselves, unless
-        ``seeds`` are given) into ``[batch, 3, H, W]`` images in [0, 1]."""
+        """Render `prompts` (seeded from `ideas`, or the prompts themselves, unless
+        `seeds` are given) into `[batch, 3, H, W]` images in [0, 1]."""
         if isinstance(prompts, str):
             raise TypeError("Renderer takes a list of prompts, got a single string")
         if len(prompts) == 0:
@@ -259,6 +259,6 @@ class Renderer:
 
 
 def to_pil(images: torch.Tensor) -> list[PIL.Image.Image]:
-    """``[batch, 3, H, W]`` floats in [0, 1] -> PIL images."""
+    """`[batch, 3, H, W]` floats in [0, 1] -> PIL images."""
     arr = (images.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return [PIL.Image.fromarray(a) for a in arr]

@@ -6,26 +6,26 @@ A reward is any callable::
 
     reward(images, prompts, ideas) -> rewards
 
-- ``images``: ``[batch, 3, H, W]`` float tensor in [0, 1] (on the renderer's device);
-- ``prompts``: the ``batch`` prompts as rendered (after truncation to the token limit);
-- ``ideas``: the ``batch`` short ideas the prompts were generated from;
-- returns ``batch`` finite numbers, higher is better: a tensor, array or list of shape
-  ``[batch]`` or ``[batch, 1]``.
+- `images`: `[batch, 3, H, W]` float tensor in [0, 1] (on the renderer's device);
+- `prompts`: the `batch` prompts as rendered (after truncation to the token limit);
+- `ideas`: the `batch` short ideas the prompts were generated from;
+- returns `batch` finite numbers, higher is better: a tensor, array or list of shape
+  `[batch]` or `[batch, 1]`.
 
 A plain function works::
 
     def redness(images, prompts, ideas):
         return images[:, 0].mean(dim=(1, 2)) - images[:, 1:].mean(dim=(1, 2, 3))
 
-``call_reward`` calls user code and turns every way it can fail (an exception, a wrong
-shape, NaN, a string) into a ``RewardError`` that names the reward and says what was
-expected. ``WeightedSum`` mixes rewards and ``score`` returns the total with each component,
-for logging. The built-in rewards are the LAION aesthetic predictor (``AestheticReward``) and
-CLIP image-idea similarity (``ClipSimilarityReward``) in ``clip_rewards.py``, the
-human-preference models PickScore (``PickScoreReward``) and HPSv2.1 (``HPSReward``) in
-``preference_rewards.py``, and here a guard against reward hacking by piling up modifiers
-(``PromptPenalty``). ``build_reward`` assembles them from config specs, ``reward_from_config``
-from a ``RewardsConfig``; ``baselines.py`` normalises the total before PPO sees it.
+`call_reward` calls user code and turns every way it can fail (an exception, a wrong
+shape, NaN, a string) into a `RewardError` that names the reward and says what was
+expected. `WeightedSum` mixes rewards and `score` returns the total with each component,
+for logging. The built-in rewards are the LAION aesthetic predictor (`AestheticReward`) and
+CLIP image-idea similarity (`ClipSimilarityReward`) in `clip_rewards.py`, the
+human-preference models PickScore (`PickScoreReward`) and HPSv2.1 (`HPSReward`) in
+`preference_rewards.py`, and here a guard against reward hacking by piling up modifiers
+(`PromptPenalty`). `build_reward` assembles them from config specs, `reward_from_config`
+from a `RewardsConfig`; `baselines.py` normalises the total before PPO sees it.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class RewardError(ValueError):
 
 
 def reward_name(fn: Callable) -> str:
-    """The name a reward is logged under: a function's ``__name__``, else its class name."""
+    """The name a reward is logged under: a function's `__name__`, else its class name."""
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
@@ -72,7 +72,7 @@ def _describe(value) -> str:
 
 
 def _as_rewards(name: str, value, batch: int) -> torch.Tensor:
-    """``value`` as a float32 CPU tensor of shape ``[batch]``, or a RewardError saying why not."""
+    """`value` as a float32 CPU tensor of shape `[batch]`, or a RewardError saying why not."""
     expected = (
         f"expected {batch} finite numbers, one per image: a tensor, array or list of shape [{batch}] or [{batch}, 1]"
     )
@@ -98,9 +98,9 @@ def _as_rewards(name: str, value, batch: int) -> torch.Tensor:
 
 
 def call_reward(name: str, fn: RewardFn, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
-    """Call reward ``fn`` and check what it returns: float32 ``[batch]`` on the CPU.
+    """Call reward `fn` and check what it returns: float32 `[batch]` on the CPU.
 
-    Raises ``RewardError`` naming the reward if ``fn`` raises or returns anything other than
+    Raises `RewardError` naming the reward if `fn` raises or returns anything other than
     one finite number per image.
     """
     try:
@@ -143,14 +143,14 @@ class PromptPenalty:
         return -(self.length_weight * too_long + self.repetition_weight * repetition)
 
     def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
-        """Penalty per prompt, ``[batch]``."""
+        """Penalty per prompt, `[batch]`."""
         return torch.tensor([self.penalty(p) for p in prompts], dtype=torch.float32)
 
 
 class WeightedSum:
-    """A weighted mix of named rewards: ``terms = {name: (weight, reward)}``.
+    """A weighted mix of named rewards: `terms = {name: (weight, reward)}`.
 
-    Called, it returns the total; ``score`` also returns each term, unweighted.
+    Called, it returns the total; `score` also returns each term, unweighted.
     """
 
     def __init__(self, terms: dict[str, tuple[float, RewardFn]]):
@@ -162,7 +162,7 @@ class WeightedSum:
         self.terms = dict(terms)
 
     def __call__(self, images: torch.Tensor, prompts: list[str], ideas: list[str]) -> torch.Tensor:
-        """The weighted total, ``[batch]``."""
+        """The weighted total, `[batch]`."""
         return score(self, images, prompts, ideas)[0]
 
 
@@ -179,10 +179,10 @@ def with_terms(reward: RewardFn, extra: dict[str, tuple[float, RewardFn]]) -> We
 def score(
     reward: RewardFn, images: torch.Tensor, prompts: list[str], ideas: list[str]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Total reward ``[batch]`` and each component ``[batch]`` (unweighted), on the CPU.
+    """Total reward `[batch]` and each component `[batch]` (unweighted), on the CPU.
 
-    A ``WeightedSum`` contributes one component per term; any other reward one component
-    named after it. Every call goes through ``call_reward``.
+    A `WeightedSum` contributes one component per term; any other reward one component
+    named after it. Every call goes through `call_reward`.
     """
     batch = images.shape[0]
     if len(prompts) != batch or len(ideas) != batch:
@@ -211,7 +211,7 @@ _SPEC_KEYS = {
 
 
 def import_target(target: str) -> Callable:
-    """``"package.module:attribute"`` -> the attribute."""
+    """`"package.module:attribute"` -> the attribute."""
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"callable target must look like 'module:function', got {target!r}")
@@ -252,17 +252,17 @@ def build_reward(
     hps_model: str = HPS_MODEL,
     hps_weights: str = HPS_WEIGHTS,
 ) -> WeightedSum:
-    """A ``WeightedSum`` from config specs, e.g.::
+    """A `WeightedSum` from config specs, e.g.::
 
         [{"type": "aesthetic", "weight": 1.0},
          {"type": "similarity", "weight": 0.5, "hinge": 0.3},
          {"type": "penalty", "weight": 1.0, "max_words": 30},
          {"type": "callable", "name": "mine", "target": "my_module:my_fn", "weight": 1.0}]
 
-    Each term is named by its ``name`` (default: its type); ``weight`` defaults to 1. The
-    CLIP-based terms share one CLIP model (``clip_model_name``/``clip_pretrained``). The
-    preference models ``pickscore`` and ``hps`` take ``model``/``processor``/``weights``
-    from their spec, else from the ``pickscore_*``/``hps_*`` arguments.
+    Each term is named by its `name` (default: its type); `weight` defaults to 1. The
+    CLIP-based terms share one CLIP model (`clip_model_name`/`clip_pretrained`). The
+    preference models `pickscore` and `hps` take `model`/`processor`/`weights`
+    from their spec, else from the `pickscore_*`/`hps_*` arguments.
     """
     terms: dict[str, tuple[float, RewardFn]] = {}
     for spec in specs:
@@ -310,7 +310,7 @@ def build_reward(
 
 
 def reward_from_config(rewards_config, device=None, specs: list[dict] | None = None) -> WeightedSum:
-    """The reward a ``RewardsConfig`` describes: ``build_reward`` of its terms (or of ``specs``,
+    """The reward a `RewardsConfig` describes: `build_reward` of its terms (or of `specs`,
     e.g. judges or slider weights), with every model and weights default taken from it."""
     r = rewards_config
     return build_reward(

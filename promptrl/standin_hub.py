@@ -1,26 +1,26 @@
 """An offline stand-in for the Hugging Face Hub: the repositories the real presets name.
 
-``build_standin_hub(hf_home)`` writes a Hugging Face cache (``$HF_HOME/hub``) holding
-``bigscience/bloom-560m``, ``gpt2``, ``stabilityai/sd-turbo``, open_clip's ViT-L-14 ``openai``
-weights (``timm/vit_large_patch14_clip_224.openai``) and the LAION aesthetic predictor at the
-``hf://`` path the presets use. With ``HF_HOME`` pointing there and ``HF_HUB_OFFLINE=1``, the
-unchanged hub names load through the libraries' own hub code (``hf_hub_download``,
-``snapshot_download``), exactly as on Colab, minus the download.
+`build_standin_hub(hf_home)` writes a Hugging Face cache (`$HF_HOME/hub`) holding
+`bigscience/bloom-560m`, `gpt2`, `stabilityai/sd-turbo`, open_clip's ViT-L-14 `openai`
+weights (`timm/vit_large_patch14_clip_224.openai`) and the LAION aesthetic predictor at the
+`hf://` path the presets use. With `HF_HOME` pointing there and `HF_HUB_OFFLINE=1`, the
+unchanged hub names load through the libraries' own hub code (`hf_hub_download`,
+`snapshot_download`), exactly as on Colab, minus the download.
 
 Each repository holds the files, formats and configs the real one does (as published on the
-hub): BLOOM's fp16 ``model.safetensors`` with base-model keys and its left-padding
-``BloomTokenizerFast`` config; GPT-2's fp32 weights, ``vocab.json``/``merges.txt`` and no pad
-token; sd-turbo's ``model_index.json``, its Euler scheduler config (trailing timesteps,
-``steps_offset=1``), an OpenCLIP-H-shaped ``CLIPTextModel`` and both the full and ``fp16``
-weight variants; a safetensors open_clip checkpoint; the aesthetic MLP as a pickled ``.pth``
-state dict (which promptrl loads with ``weights_only=True``). Tokenizers are trained on the
+hub): BLOOM's fp16 `model.safetensors` with base-model keys and its left-padding
+`BloomTokenizerFast` config; GPT-2's fp32 weights, `vocab.json`/`merges.txt` and no pad
+token; sd-turbo's `model_index.json`, its Euler scheduler config (trailing timesteps,
+`steps_offset=1`), an OpenCLIP-H-shaped `CLIPTextModel` and both the full and `fp16`
+weight variants; a safetensors open_clip checkpoint; the aesthetic MLP as a pickled `.pth`
+state dict (which promptrl loads with `weights_only=True`). Tokenizers are trained on the
 bundled prompts (the real vocabularies are not available offline) but keep the real special
 tokens and their ids.
 
 Where the library reads the architecture from a config (BLOOM, GPT-2, UNet, VAE, text
-encoder), ``size="small"`` shrinks it; ``size="full"`` keeps the real sizes (for the CPU
+encoder), `size="small"` shrinks it; `size="full"` keeps the real sizes (for the CPU
 real-shape smoke test and the GPU benchmark). open_clip fixes ViT-L-14 by name, so its random
-weights are always real-size; they are written once, in fp16, to ``weights_cache`` and linked
+weights are always real-size; they are written once, in fp16, to `weights_cache` and linked
 into every hub built afterwards. All weights are random: nothing here is a trained model.
 """
 
@@ -41,7 +41,7 @@ from .standin_lms import save_json, write_bloom, write_gpt2
 from .tiny_models import SEED, write_clip_bpe_files
 
 REVISION = hashlib.sha1(b"promptrl stand-in hub").hexdigest()
-"""The commit every stand-in repository's ``refs/main`` points at."""
+"""The commit every stand-in repository's `refs/main` points at."""
 
 BLOOM = "bigscience/bloom-560m"
 GPT2 = "gpt2"
@@ -86,12 +86,12 @@ _SD_TURBO_SCHEDULER = {
 
 
 def repo_dir(hub_cache: Path, repo_id: str) -> Path:
-    """The snapshot folder of ``repo_id`` in a hub cache (``models--org--name/snapshots/<rev>``)."""
+    """The snapshot folder of `repo_id` in a hub cache (`models--org--name/snapshots/<rev>`)."""
     return Path(hub_cache) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / REVISION
 
 
 def _install(hub_cache: Path, repo_id: str, write: Callable[[Path], None]) -> None:
-    """Write one repository: files into its snapshot, and ``refs/main`` naming that snapshot."""
+    """Write one repository: files into its snapshot, and `refs/main` naming that snapshot."""
     snapshot = repo_dir(hub_cache, repo_id)
     snapshot.mkdir(parents=True, exist_ok=True)
     write(snapshot)
@@ -205,11 +205,11 @@ def build_standin_hub(
     weights_cache: str | Path | None = None,
     sd_variants: tuple[str, ...] = ("", "fp16"),
 ) -> Path:
-    """Write the stand-in hub to ``hf_home/hub`` (once: a finished one is reused); returns ``hf_home``.
+    """Write the stand-in hub to `hf_home/hub` (once: a finished one is reused); returns `hf_home`.
 
-    Point ``HF_HOME`` at the result, with ``HF_HUB_OFFLINE=1``, before anything imports
-    ``huggingface_hub`` (it reads both at import). ``sd_variants`` chooses sd-turbo's weight
-    files: ``""`` the full-precision ones (CPU), ``"fp16"`` the half ones (what CUDA loads).
+    Point `HF_HOME` at the result, with `HF_HUB_OFFLINE=1`, before anything imports
+    `huggingface_hub` (it reads both at import). `sd_variants` chooses sd-turbo's weight
+    files: `""` the full-precision ones (CPU), `"fp16"` the half ones (what CUDA loads).
     """
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")

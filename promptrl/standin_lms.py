@@ -1,6 +1,6 @@
-"""The stand-in hub's language models: ``bigscience/bloom-560m`` and ``gpt2`` as published
+"""The stand-in hub's language models: `bigscience/bloom-560m` and `gpt2` as published
 (config, tokenizer files, weights with base-model keys), with random weights and, for
-``size="small"``, shrunk sizes. ``standin_hub.py`` installs them in the hub cache.
+`size="small"`, shrunk sizes. `standin_hub.py` installs them in the hub cache.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _bpe(special_first: list[str], special_last: list[str], vocab_size: int):
 
 
 def _lm_weights(config, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Random weights of a causal LM with base-model keys (``h.0...``, no ``transformer.``
+    """Random weights of a causal LM with base-model keys (`h.0...`, no `transformer.`
     prefix and no tied LM head), as the original BLOOM and GPT-2 checkpoints store them."""
     from transformers import AutoModelForCausalLM
 

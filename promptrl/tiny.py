@@ -1,13 +1,13 @@
 """Tiny offline stand-ins for the real models, built locally from random init and cached.
 
-Tests, the ``tiny`` preset and the benchmarks run without a model hub: ``tiny_assets()`` builds
-(once, into ``paths.default_cache_dir()``) a small policy, Stable Diffusion pipeline, open_clip
-scorer with an aesthetic head, PickScore-style CLIP and HPS checkpoint (``tiny_models.py``), and
+Tests, the `tiny` preset and the benchmarks run without a model hub: `tiny_assets()` builds
+(once, into `paths.default_cache_dir()`) a small policy, Stable Diffusion pipeline, open_clip
+scorer with an aesthetic head, PickScore-style CLIP and HPS checkpoint (`tiny_models.py`), and
 returns where each lives.
 
-A config names them ``tiny:<asset>`` (``tiny:policy``, ``tiny:pipeline``, ...), so it holds no
-machine's paths: ``resolve_tiny`` turns the names into local paths when a run starts, and
-``unresolve_tiny`` turns such paths back into names before a run records its config.
+A config names them `tiny:<asset>` (`tiny:policy`, `tiny:pipeline`, ...), so it holds no
+machine's paths: `resolve_tiny` turns the names into local paths when a run starts, and
+`unresolve_tiny` turns such paths back into names before a run records its config.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ PREFIX = "tiny:"
 def tiny_assets(cache_dir: str | Path | None = None) -> dict[str, str]:
     """Build (once) and return the paths of every tiny model.
 
-    Keys: ``policy``, ``pipeline``, ``clip_model_name``, ``clip_pretrained``,
-    ``aesthetic_weights``, ``pickscore``, ``hps_weights``.
+    Keys: `policy`, `pipeline`, `clip_model_name`, `clip_pretrained`,
+    `aesthetic_weights`, `pickscore`, `hps_weights`.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     clip = build_tiny_clip(root / "clip")
@@ -49,7 +49,7 @@ def tiny_assets(cache_dir: str | Path | None = None) -> dict[str, str]:
 
 
 def _map_strings(obj, fn: Callable[[str], str]):
-    """``obj`` (a dataclass, list, dict or string, nested) with ``fn`` applied to every string."""
+    """`obj` (a dataclass, list, dict or string, nested) with `fn` applied to every string."""
     if dataclasses.is_dataclass(obj):
         fields = dataclasses.fields(obj)
         return dataclasses.replace(obj, **{f.name: _map_strings(getattr(obj, f.name), fn) for f in fields})
@@ -61,7 +61,7 @@ def _map_strings(obj, fn: Callable[[str], str]):
 
 
 def resolve_tiny(obj):
-    """``obj`` (a config, section or string) with every ``tiny:<asset>`` string replaced by the
+    """`obj` (a config, section or string) with every `tiny:<asset>` string replaced by the
     local path of that asset, built if needed."""
     assets: dict[str, str] = {}
 
@@ -79,8 +79,8 @@ def resolve_tiny(obj):
 
 
 def unresolve_tiny(obj):
-    """``obj`` with every local path of a tiny asset in the default cache (and the tiny CLIP's
-    model name) replaced by its ``tiny:<asset>`` name: the inverse of ``resolve_tiny``."""
+    """`obj` with every local path of a tiny asset in the default cache (and the tiny CLIP's
+    model name) replaced by its `tiny:<asset>` name: the inverse of `resolve_tiny`."""
     cache, names = str(default_cache_dir()), {}
 
     def name(value: str) -> str:

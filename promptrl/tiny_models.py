@@ -1,19 +1,19 @@
 """The builders of the tiny stand-ins, each writing one small, deterministic model (random
-init, fixed seeds) to a local directory that loads with the same ``from_pretrained`` / open_clip
+init, fixed seeds) to a local directory that loads with the same `from_pretrained` / open_clip
 calls as the real model.
 
-- ``build_tiny_policy``: a 2-layer ``BloomForCausalLM`` with a byte-level BPE tokenizer
+- `build_tiny_policy`: a 2-layer `BloomForCausalLM` with a byte-level BPE tokenizer
   trained on the bundled ideas and prompts.
-- ``build_tiny_pipeline``: a ``StableDiffusionPipeline`` (64x64 images) whose tokenizer is
+- `build_tiny_pipeline`: a `StableDiffusionPipeline` (64x64 images) whose tokenizer is
   the real CLIP BPE, so prompts hit the same 77-token limit as real Stable Diffusion.
-- ``build_tiny_clip``: an open_clip model registered as ``promptrl-tiny-clip`` and a LAION-style
+- `build_tiny_clip`: an open_clip model registered as `promptrl-tiny-clip` and a LAION-style
   aesthetic MLP sized for its embeddings and calibrated to score images 5 +- 1.
-- ``build_tiny_pickscore``: a transformers ``CLIPModel`` and ``CLIPProcessor`` (PickScore's
-  loaders); ``build_tiny_hps``: a ``promptrl-tiny-clip`` checkpoint in HPSv2's ``.pt`` format.
+- `build_tiny_pickscore`: a transformers `CLIPModel` and `CLIPProcessor` (PickScore's
+  loaders); `build_tiny_hps`: a `promptrl-tiny-clip` checkpoint in HPSv2's `.pt` format.
 
 Every builder is idempotent (a finished directory is reused) and atomic (it builds in a
 temporary directory and renames it into place, so a crashed or concurrent build never
-leaves a half-written model behind). ``tiny.py`` builds them all and names them.
+leaves a half-written model behind). `tiny.py` builds them all and names them.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _policy_corpus() -> Iterator[str]:
 
 
 def train_policy_tokenizer(texts: Iterator[str], vocab_size: int = POLICY_VOCAB_SIZE):
-    """Byte-level BPE (as in Bloom and GPT-2) trained on ``texts``, as a fast HF tokenizer."""
+    """Byte-level BPE (as in Bloom and GPT-2) trained on `texts`, as a fast HF tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -76,9 +76,9 @@ def train_policy_tokenizer(texts: Iterator[str], vocab_size: int = POLICY_VOCAB_
 
 
 def build_tiny_policy(path: str | Path | None = None) -> str:
-    """A tiny ``BloomForCausalLM`` (hidden 64, 2 layers, 4 heads) and its tokenizer.
+    """A tiny `BloomForCausalLM` (hidden 64, 2 layers, 4 heads) and its tokenizer.
 
-    The tokenizer is a ~2,000-token byte-level BPE trained on ``promptrl/data``; pad, bos and
+    The tokenizer is a ~2,000-token byte-level BPE trained on `promptrl/data`; pad, bos and
     eos are distinct tokens and the model config's ids match them. Returns the directory.
     """
     from transformers import BloomConfig, BloomForCausalLM
@@ -109,7 +109,7 @@ def build_tiny_policy(path: str | Path | None = None) -> str:
 
 
 def write_clip_bpe_files(directory: str | Path) -> None:
-    """``vocab.json`` and ``merges.txt`` of the real 49,408-token CLIP BPE, from open_clip's copy."""
+    """`vocab.json` and `merges.txt` of the real 49,408-token CLIP BPE, from open_clip's copy."""
     import open_clip
     from open_clip.tokenizer import bytes_to_unicode
 
@@ -128,7 +128,7 @@ def write_clip_bpe_files(directory: str | Path) -> None:
 def clip_bpe_tokenizer(model_max_length: int = 77):
     """The real 49,408-token CLIP tokenizer (transformers), built from open_clip's bundled BPE.
 
-    Its ids match ``open_clip.tokenize`` and Stable Diffusion's tokenizer, without a download.
+    Its ids match `open_clip.tokenize` and Stable Diffusion's tokenizer, without a download.
     """
     from transformers import CLIPTokenizer
 
@@ -138,7 +138,7 @@ def clip_bpe_tokenizer(model_max_length: int = 77):
 
 
 def build_tiny_pipeline(path: str | Path | None = None) -> str:
-    """A tiny ``StableDiffusionPipeline`` rendering 64x64 images, saved to ``path``.
+    """A tiny `StableDiffusionPipeline` rendering 64x64 images, saved to `path`.
 
     UNet with block_out_channels (32, 64) and cross_attention_dim 32, a two-block VAE, a
     5-layer CLIP text encoder and an SD-Turbo-style Euler scheduler (trailing timesteps, so
@@ -228,7 +228,7 @@ def build_tiny_pipeline(path: str | Path | None = None) -> str:
 
 
 def calibrate_aesthetic_mlp(mlp: torch.nn.Module, embeddings: torch.Tensor) -> None:
-    """Make a random aesthetic MLP score ``embeddings`` with mean 5 and std 1, in place.
+    """Make a random aesthetic MLP score `embeddings` with mean 5 and std 1, in place.
 
     Random CLIP towers map all images close to one direction (cosine ~0.99), so a random
     MLP would give every image the same score. The predictor has no activations (it is
@@ -246,12 +246,12 @@ def calibrate_aesthetic_mlp(mlp: torch.nn.Module, embeddings: torch.Tensor) -> N
 
 
 def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
-    """A tiny random open_clip model and a matching aesthetic MLP, saved under ``path``.
+    """A tiny random open_clip model and a matching aesthetic MLP, saved under `path`.
 
     The MLP is calibrated to score smooth random images 5 +- 1 (see
-    ``calibrate_aesthetic_mlp``). Returns ``{"model_name", "pretrained",
-    "aesthetic_weights"}``: pass the first two to ``ClipModel``, the last to
-    ``AestheticReward``.
+    `calibrate_aesthetic_mlp`). Returns `{"model_name", "pretrained",
+    "aesthetic_weights"}`: pass the first two to `ClipModel`, the last to
+    `AestheticReward`.
     """
     import open_clip
     from safetensors.torch import save_file
@@ -288,8 +288,8 @@ def build_tiny_clip(path: str | Path | None = None) -> dict[str, str]:
 
 
 def build_tiny_pickscore(path: str | Path | None = None) -> str:
-    """A tiny transformers ``CLIPModel`` (32x32 images, 64-dim embeddings) with a
-    ``CLIPProcessor`` (the real CLIP BPE), loadable as PickScore is. Returns the directory."""
+    """A tiny transformers `CLIPModel` (32x32 images, 64-dim embeddings) with a
+    `CLIPProcessor` (the real CLIP BPE), loadable as PickScore is. Returns the directory."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     path = Path(path) if path is not None else default_cache_dir() / "pickscore"
@@ -327,8 +327,8 @@ def build_tiny_pickscore(path: str | Path | None = None) -> str:
 
 
 def build_tiny_hps(path: str | Path | None = None) -> str:
-    """Random ``promptrl-tiny-clip`` weights saved as HPSv2 ships them: a ``.pt`` file holding
-    ``{"state_dict": ...}`` of plain tensors. Returns the file."""
+    """Random `promptrl-tiny-clip` weights saved as HPSv2 ships them: a `.pt` file holding
+    `{"state_dict": ...}` of plain tensors. Returns the file."""
     import open_clip
 
     path = Path(path) if path is not None else default_cache_dir() / "hps"

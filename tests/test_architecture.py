@@ -106,3 +106,14 @@ def test_no_module_is_too_long():
     assert not too_long, f"modules over {MAX_LINES} lines (split them by job): {too_long}"
     stale = sorted(f for f in LONG_MODULES if lengths.get(f, 0) <= MAX_LINES)
     assert not stale, f"{stale} fit in {MAX_LINES} lines now: take them off LONG_MODULES"
+
+
+def test_one_docstring_style():
+    """Markdown code spans (`name`), as the README and the app's help use, not reST's ``name``."""
+    rst = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "``" in line
+    ]
+    assert not rst, f"reST double backticks (write `name`): {', '.join(rst)}"

@@ -1,4 +1,4 @@
-"""PPOTrainer: the seed API, padding and alignment, determinism, input checks, LoRA, learning."""
+"""PPOTrainer: the trl 0.1-compatible API, padding and alignment, determinism, input checks, LoRA, learning."""
 
 import copy
 
@@ -65,7 +65,7 @@ def weights(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-# -- the seed API ----------------------------------------------------------------------------
+# -- the trl 0.1-compatible API ---------------------------------------------------------
 @pytest.mark.parametrize("arch", ["gpt2", "bloom"])
 def test_seed_readme_example(arch, request):
     path = request.getfixturevalue(f"{arch}_dir")
