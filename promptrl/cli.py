@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .presets import DEFAULT_PRESET
+from .presets import DEFAULT_PRESET, base_preset
 
 logger = logging.getLogger("promptrl")
 
@@ -45,12 +45,7 @@ def _load(args, run_dir: str | None = None):
         config_file = str(run / CONFIG_FILE)
         if not args.output_dir:
             overrides.append(f"output_dir={run}")
-    return load_config(_preset(args.preset, config_file), config_file, overrides)
-
-
-def _preset(preset: str | None, config_file: str | None) -> str | None:
-    """The preset named, else the default one unless a config file is the base."""
-    return preset or (None if config_file else DEFAULT_PRESET)
+    return load_config(base_preset(args.preset, config_file), config_file, overrides)
 
 
 def cmd_train(args) -> None:
@@ -137,9 +132,10 @@ def _renderer(args, render):
 
 
 def cmd_render(args) -> None:
-    from .rendering import RenderConfig, to_pil
+    from .config import get_preset
+    from .rendering import to_pil
 
-    out = _renderer(args, RenderConfig())(args.prompts)
+    out = _renderer(args, get_preset(args.preset).render)(args.prompts)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for i, (img, seed) in enumerate(zip(to_pil(out.images), out.seeds)):
         path = Path(args.out) / f"{i:03d}_seed{seed}.png"
@@ -152,7 +148,7 @@ def cmd_score(args) -> None:
     from .rewards import reward_from_config, score
     from .tiny import resolve_tiny
 
-    config = resolve_tiny(load_config(_preset(args.preset, args.config), args.config, args.overrides))
+    config = resolve_tiny(load_config(base_preset(args.preset, args.config), args.config, args.overrides))
     images = _renderer(args, config.render)(args.prompts, ideas=args.ideas or args.prompts)
     reward = reward_from_config(config.rewards)
     total, comps = score(reward, images.images, images.prompts, args.ideas or args.prompts)
@@ -207,26 +203,23 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _render_args(p: argparse.ArgumentParser, defaults: dict[str, object] | None) -> None:
-    """The render flags; one not given keeps its value in `defaults` (None: the preset's)."""
-
-    def default(key: str) -> str:
-        return f"(default: {defaults[key]})" if defaults else "(default: the preset's)"
+def _render_args(p: argparse.ArgumentParser) -> None:
+    """The render flags; one not given keeps the preset's value."""
+    default = "(default: the preset's)"
 
     p.add_argument("prompts", nargs="+", help="prompts to render")
     p.add_argument(
         "--pipeline",
         default=None,
-        help=f"diffusers pipeline: hub name, local dir, or tiny:pipeline {default('pipeline')}",
+        help=f"diffusers pipeline: hub name, local dir, or tiny:pipeline {default}",
     )
-    p.add_argument("--steps", type=int, default=None, help=f"inference steps {default('num_inference_steps')}")
-    p.add_argument("--guidance", type=float, default=None, help=f"guidance scale {default('guidance_scale')}")
-    p.add_argument("--size", type=int, default=None, help=f"image height and width {default('height')}")
-    p.add_argument("--seed", type=int, default=None, help=f"base seed {default('seed')}")
+    p.add_argument("--steps", type=int, default=None, help=f"inference steps {default}")
+    p.add_argument("--guidance", type=float, default=None, help=f"guidance scale {default}")
+    p.add_argument("--size", type=int, default=None, help=f"image height and width {default}")
+    p.add_argument("--seed", type=int, default=None, help=f"base seed {default}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .rendering import RenderConfig
 
     parser = argparse.ArgumentParser(
         prog="promptrl", description="PPO fine-tuning of a Stable Diffusion prompt generator."
@@ -272,12 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("render", help="render prompts with a diffusers pipeline")
-    _render_args(p, vars(RenderConfig()))
+    _render_args(p)
+    p.add_argument(
+        "--preset", default=DEFAULT_PRESET, help=f"preset whose render settings to use (default: {DEFAULT_PRESET})"
+    )
     p.add_argument("--out", default="renders", help="output folder")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("score", help="render prompts and print each reward component")
-    _render_args(p, None)
+    _render_args(p)
     p.add_argument("--ideas", nargs="*", default=None, help="ideas for the similarity reward (default: the prompts)")
     p.add_argument(
         "--preset", default=None, help=f"preset whose rewards and render settings to use (default: {DEFAULT_PRESET})"

@@ -20,6 +20,14 @@ from collections.abc import Callable
 DEFAULT_PRESET = "tiny"
 """The preset every entry point (CLI commands, app) starts from when none is named."""
 
+
+def base_preset(preset: str | None, config_file: str | None) -> str | None:
+    """The preset a config starts from, in every entry point: the one named; else, under a YAML
+    file, the one the file names with `preset:` (None here, `load_config` reads it) or, if it
+    names none, `TrainConfig`'s full-size defaults (None); else `DEFAULT_PRESET`."""
+    return preset or (None if config_file else DEFAULT_PRESET)
+
+
 TEMPLATE = "Idea: {idea}\nPrompt:"
 """The query every preset's generator answers."""
 

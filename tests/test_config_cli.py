@@ -11,7 +11,7 @@ import pytest
 
 from promptrl.cli import main
 from promptrl.config import get_preset, load_config, parse_overrides
-from promptrl.presets import PRESETS
+from promptrl.presets import DEFAULT_PRESET, PRESETS, base_preset
 
 
 def test_overrides_parse_nested_and_typed():
@@ -80,6 +80,27 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     )
 
 
+def test_every_entry_point_starts_from_one_default_preset(tmp_path, capsys):
+    file = tmp_path / "my.yaml"
+    file.write_text("preset: gpt2\nsteps: 3\n")
+    assert base_preset(None, None) == DEFAULT_PRESET
+    assert base_preset("bloom-560m", str(file)) == "bloom-560m"
+    assert load_config(base_preset(None, str(file)), str(file)).preset == "gpt2"  # the file names its own
+    from promptrl.app import build_app
+
+    # The app follows the same rule: the file's preset, not tiny's models under its name.
+    app_config = build_app(config_file=str(file), preload=False).models.config
+    assert (app_config.preset, app_config.policy.model, app_config.steps) == ("gpt2", "gpt2", 3)
+    assert build_app(preload=False).models.config.preset == DEFAULT_PRESET
+    # render, like every other command, renders with the default preset's settings (offline here)
+    out = tmp_path / "renders"
+    assert main(["render", "--out", str(out), "a cat"]) == 0
+    (image,) = sorted(out.iterdir())
+    from PIL import Image
+
+    assert Image.open(image).size == (get_preset(DEFAULT_PRESET).render.width, get_preset(DEFAULT_PRESET).render.height)
+
+
 def test_help_and_module_entry_point():
     out = subprocess.run(
         [sys.executable, "-m", "promptrl", "--help"], capture_output=True, text=True, check=True
@@ -116,12 +137,6 @@ def test_one_sampling_temperature(tmp_path):
 
 
 def test_score_defaults_to_the_default_preset(capsys):
-    import inspect
-
-    from promptrl.app import build_app
-    from promptrl.presets import DEFAULT_PRESET
-
-    assert inspect.signature(build_app).parameters["preset"].default == DEFAULT_PRESET == "tiny"
     # No --preset: the tiny preset's rewards and render settings, so it runs offline.
     assert main(["score", "a red fox, oil painting"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

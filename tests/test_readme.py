@@ -49,7 +49,7 @@ CLI_SIZES = {
     "train": [arg for pair in [*SMALL, "steps=2"] for arg in ("--set", pair)],
     "sft": [arg for pair in SMALL for arg in ("--set", pair)],
     "render": ["--size", "64"],
-    "score": ["--size", "64", "--pipeline", "tiny:pipeline"],  # its default pipeline is sd-turbo's
+    "score": ["--size", "64"],
 }
 HUB_STANDINS = {"stabilityai/sd-turbo": "tiny:pipeline", "bloom-560m": "tiny"}
 """Hub names in commands that run: the tiny preset's stand-ins load through the same code."""

@@ -202,6 +202,8 @@ def test_generate_render_and_score_commands(standin_hub, bloom_run, tmp_path):
     proc = cli(
         standin_hub,
         "render",
+        "--preset",
+        "bloom-560m",
         "--size",
         "64",
         "--out",

@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import load_config
-from ..presets import DEFAULT_PRESET
+from ..presets import base_preset
 from ..tiny import resolve_tiny
 from . import evaluate_tab, generate_tab, model_tab, render_tab, train_tab
 from .context import AppContext
@@ -26,7 +26,7 @@ TABS = (generate_tab, render_tab, train_tab, evaluate_tab, model_tab)
 
 
 def build_app(
-    preset: str | None = DEFAULT_PRESET,
+    preset: str | None = None,
     model_dir: str | None = None,
     base_dir: str | None = None,
     config_file: str | None = None,
@@ -42,7 +42,9 @@ def build_app(
     credentials beyond loopback), not `launch` directly.
 
     Args:
-        preset: named config (tiny, bloom-560m, gpt2) for the generator, pipeline and rewards.
+        preset: named config (tiny, bloom-560m, gpt2) for the generator, pipeline and rewards
+            (default: as the command line, `presets.base_preset`: tiny, unless a config file
+            or a run's config.yaml is the base).
         model_dir: fine-tuned generator: a `save_pretrained` dir, a checkpoint, or a promptrl run
             dir (then the run's config.yaml is applied on top of the preset, and its starting
             model becomes the reference). Default: the config's policy model.
@@ -64,7 +66,7 @@ def build_app(
         policy_dir, run_dir = find_run(model_dir)
     if config_file is None and run_dir is not None:
         config_file = str(run_dir / "config.yaml")
-    given = load_config(preset, config_file, overrides)
+    given = load_config(base_preset(preset, config_file), config_file, overrides)
     config = resolve_tiny(given)
     if model_dir is None:
         policy_dir = Path(config.policy.model)

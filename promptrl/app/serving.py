@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="app.py", description="Serve the promptrl Gradio app.")
     p.add_argument(
         "--preset",
-        default=DEFAULT_PRESET,
-        help=f"named config: tiny (offline, CPU), bloom-560m, gpt2 (default: {DEFAULT_PRESET})",
+        default=None,
+        help=f"named config: tiny (offline, CPU), bloom-560m, gpt2 (default: {DEFAULT_PRESET}, "
+        "or the one --config or the run's config.yaml names)",
     )
     p.add_argument(
         "--model",
