@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -99,15 +100,17 @@ def cmd_generate(args) -> None:
 
     load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
     model, tokenizer = _policy(args.model)
-    template = args.template or model_config(Path(args.model)).generation.template
+    # The sampling the model was trained with, each setting given on the command line on top.
+    recorded = model_config(Path(args.model)).generation
+    given = {
+        "template": args.template,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+    }
+    settings = dataclasses.asdict(recorded) | {k: v for k, v in given.items() if v is not None}
     torch.manual_seed(args.seed)
-    gen = PromptGenerator(
-        model,
-        tokenizer,
-        PromptGenerationConfig(
-            template=template, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p
-        ),
-    )
+    gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(**settings))
     ideas = [idea for idea in args.ideas for _ in range(args.num)]
     for idea, prompt in zip(ideas, gen(ideas).prompts):
         print(json.dumps({"idea": idea, "prompt": prompt}) if args.json else f"{idea} -> {prompt}")
@@ -257,9 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="query template with {idea} (default: the one the model's run recorded, else its preset's)",
     )
     p.add_argument("--num", type=int, default=1, help="prompts per idea")
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    recorded = "(default: what the model's run sampled with, else its preset's)"
+    p.add_argument("--max-new-tokens", type=int, default=None, help=f"longest prompt in tokens {recorded}")
+    p.add_argument("--temperature", type=float, default=None, help=f"sampling temperature {recorded}")
+    p.add_argument("--top-p", type=float, default=None, help=f"nucleus sampling mass {recorded}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_generate)

@@ -145,7 +145,7 @@ def test_score_defaults_to_the_default_preset(capsys):
     assert row["reward"] == pytest.approx(row["aesthetic"] + row["similarity"] + row["penalty"], abs=1e-4)
 
 
-def test_generate_reads_the_template_its_model_recorded(tmp_path, monkeypatch):
+def test_generate_samples_as_its_model_was_trained_to(tmp_path, monkeypatch):
     import shutil
 
     from promptrl import generation
@@ -153,11 +153,11 @@ def test_generate_reads_the_template_its_model_recorded(tmp_path, monkeypatch):
     from promptrl.presets import TEMPLATE
     from promptrl.tiny import tiny_assets
 
-    templates = []
+    used = []
     real = generation.PromptGenerator
 
     def recording(model, tokenizer, config):
-        templates.append(config.template)
+        used.append((config.template, config.max_new_tokens, config.top_p))
         return real(model, tokenizer, config)
 
     monkeypatch.setattr(generation, "PromptGenerator", recording)
@@ -165,9 +165,17 @@ def test_generate_reads_the_template_its_model_recorded(tmp_path, monkeypatch):
     shutil.copytree(tiny_assets()["policy"], run / "model")
     shutil.copytree(tiny_assets()["policy"], bare)
     tiny = get_preset("tiny")
-    own = dataclasses.replace(tiny.generation, template="Q: {idea} A:")
+    own = dataclasses.replace(tiny.generation, template="Q: {idea} A:", max_new_tokens=3, top_p=0.9)
     save_config(dataclasses.replace(tiny, generation=own), run / "config.yaml")
-    for model, flags in ((run / "model", []), (run / "model", ["--template", "{idea},"]), (bare, [])):
-        assert main(["generate", "--model", str(model), "--max-new-tokens", "2", *flags, "a fox"]) == 0
-    # the run's config.yaml; the flag over it; a directory that records none: the default preset's
-    assert templates == ["Q: {idea} A:", "{idea},", TEMPLATE]
+    for model, flags in (
+        (run / "model", []),
+        (run / "model", ["--template", "{idea},", "--max-new-tokens", "2", "--top-p", "0.5"]),
+        (bare, []),
+    ):
+        assert main(["generate", "--model", str(model), *flags, "a fox"]) == 0
+    # the run's config.yaml; the flags over it; a directory that records none: the default preset's
+    assert used == [
+        ("Q: {idea} A:", 3, 0.9),
+        ("{idea},", 2, 0.5),
+        (TEMPLATE, tiny.generation.max_new_tokens, tiny.generation.top_p),
+    ]
