@@ -223,6 +223,9 @@ def import_target(target: str) -> Callable:
     return obj
 
 
+ALL_WEIGHTS_ZERO = "Every reward weight is zero: give at least one reward a non-zero weight."
+
+
 def weighted_terms(terms: list[dict], weights: dict[str, float]) -> list[dict]:
     """Reward specs with `weights[type]` for the built-in types (a type the specs lack is
     added with its defaults); a zero weight drops the term; other terms keep their weight."""
@@ -236,7 +239,7 @@ def weighted_terms(terms: list[dict], weights: dict[str, float]) -> list[dict]:
             out.append(spec)
     out += [{"type": kind, "weight": w} for kind, w in weights.items() if kind not in seen and w != 0]
     if not out:
-        raise ValueError("Every reward weight is zero: give at least one reward a non-zero weight.")
+        raise ValueError(ALL_WEIGHTS_ZERO)
     return out
 
 

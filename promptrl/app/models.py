@@ -17,7 +17,7 @@ from .. import rundir
 from ..config import TrainConfig, load_config
 from ..generation import PromptGenerator
 from ..rendering import Renderer, resolve_device
-from ..rewards import WeightedSum, reward_from_config, weighted_terms
+from ..rewards import ALL_WEIGHTS_ZERO, WeightedSum, reward_from_config, weighted_terms
 from ..tiny import resolve_tiny
 from .limits import Limits, UserError
 
@@ -152,7 +152,7 @@ class Models:
         terms = {name: (weights.get(kind, w), fn) for name, (kind, w, fn) in self.rewards().items()}
         terms = {name: t for name, t in terms.items() if t[0] != 0}
         if not terms:
-            raise UserError("Every reward weight is zero: give at least one reward a non-zero weight.")
+            raise UserError(ALL_WEIGHTS_ZERO)
         return WeightedSum(terms)
 
     def load(self) -> None:
