@@ -6,7 +6,7 @@ sampled tokens per query.
 
 Log-probabilities in PPO assume sampling from the full softmax at the configured temperature:
 top-k / top-p truncation makes the sampled tokens' KL estimate biased (it can turn negative),
-so the defaults keep both off. Then `PromptGenerator(..., record=True)` can also record what
+so the defaults keep both off. Then `generator(ideas, record=True)` can also record what
 PPO's no-grad pass over the policy would compute (each token's log-prob, entropy and value) as
 it samples, and the PPO step skips that pass.
 """

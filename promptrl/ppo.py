@@ -250,7 +250,7 @@ class PPOTrainer:
             responses: list of 1-D token tensors (any lengths >= 1).
             scores: list of scalar tensors/floats, or a 1-D tensor: one score per sample.
             recorded: the policy's log-probs, values and entropies recorded while it sampled
-                these responses with these weights (`PromptGenerator(..., record=True)`): the
+                these responses with these weights (`PromptGenerator(...)(ideas, record=True)`): the
                 step then skips the policy's no-grad pass. Pass it only when they are what
                 that pass would compute: full-softmax sampling (no top-k/top-p) at
                 `temperature`, in the precision the step runs in.
