@@ -10,21 +10,17 @@ import sys
 from pathlib import Path
 
 from . import logs
+from .config import add_config_arguments
 from .presets import DEFAULT_PRESET, base_preset
 
 logger = logging.getLogger("promptrl")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help=f"named config: tiny, bloom-560m, gpt2 (default: {DEFAULT_PRESET})")
-    p.add_argument("--config", default=None, help="YAML file of config values (on top of the preset)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any field, e.g. --set ppo.lr=1e-4 --set steps=50 (repeatable)",
+    add_config_arguments(
+        p,
+        f"named config: tiny, bloom-560m, gpt2 (default: {DEFAULT_PRESET})",
+        "YAML file of config values (on top of the preset it names, else of the full-size defaults)",
     )
     p.add_argument("--output-dir", default=None, help="where the run writes (same as --set output_dir=...)")
 
@@ -194,15 +190,11 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--judges", nargs="+", default=None, metavar="TYPE", help="extra judges besides eval.judges")
     p.add_argument("--out", default=None, help="output folder (default: <run>/eval)")
-    p.add_argument("--preset", default=None, help="settings from a preset instead of the run's config.yaml")
-    p.add_argument("--config", default=None, help="settings from a YAML file instead of the run's config.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any setting, e.g. --set eval.seed=1",
+    add_config_arguments(
+        p,
+        "settings from a preset instead of the run's config.yaml",
+        "settings from a YAML file instead of the run's config.yaml",
+        example="eval.seed=1",
     )
 
 
@@ -279,11 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="render prompts and print each reward component")
     _render_args(p)
     p.add_argument("--ideas", nargs="*", default=None, help="ideas for the similarity reward (default: the prompts)")
-    p.add_argument(
-        "--preset", default=None, help=f"preset whose rewards and render settings to use (default: {DEFAULT_PRESET})"
+    add_config_arguments(
+        p,
+        f"preset whose rewards and render settings to use (default: {DEFAULT_PRESET})",
+        "YAML file of settings (on top of the preset it names, else of the full-size defaults)",
+        example="rewards.clip_model=ViT-B-32",
     )
-    p.add_argument("--config", default=None)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(

@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import logs
+from ..config import add_config_arguments
 from ..presets import DEFAULT_PRESET
 from .build import build_app
 from .limits import Limits
@@ -92,11 +93,12 @@ def serve(
 def main(argv: list[str] | None = None) -> None:
     """`python app.py [--preset tiny] [--model DIR] [--share --auth user:pw] [--host H] [--port N]`."""
     p = argparse.ArgumentParser(prog="app.py", description="Serve the promptrl Gradio app.")
-    p.add_argument(
-        "--preset",
-        default=None,
-        help=f"named config: tiny (offline, CPU), bloom-560m, gpt2 (default: {DEFAULT_PRESET}, "
+    add_config_arguments(
+        p,
+        f"named config: tiny (offline, CPU), bloom-560m, gpt2 (default: {DEFAULT_PRESET}, "
         "or the one --config or the run's config.yaml names)",
+        "YAML config (on top of the preset it names, else of the full-size defaults)",
+        example="render.num_inference_steps=4",
     )
     p.add_argument(
         "--model",
@@ -104,15 +106,6 @@ def main(argv: list[str] | None = None) -> None:
         help="fine-tuned generator: model dir, checkpoint or promptrl run dir",
     )
     p.add_argument("--base", default=None, help="starting model to compare with (default: found from the run)")
-    p.add_argument("--config", default=None, help="YAML config on top of the preset")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. --set render.num_inference_steps=4 (repeatable)",
-    )
     p.add_argument("--device", default=None, help="device of the app's models (default: cuda if available)")
     p.add_argument("--runs-dir", default="runs/app", help="where training runs started in the app write")
     p.add_argument("--concurrency", type=int, default=4, help="requests served at once per event")
