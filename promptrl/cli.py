@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .config import add_config_arguments
-from .presets import DEFAULT_PRESET, base_preset
+from .presets import DEFAULT_PRESET, add_config_arguments, base_preset
 
 logger = logging.getLogger("promptrl")
 

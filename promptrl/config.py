@@ -329,21 +329,6 @@ def get_preset(name: str) -> TrainConfig:
     return update_dataclass(TrainConfig(), PRESETS[name]())
 
 
-def add_config_arguments(parser, preset_help: str, config_help: str, example: str = "ppo.lr=1e-4") -> None:
-    """`--preset`, `--config` and repeatable `--set KEY=VALUE` (into `args.overrides`): how every
-    command and the app name a config; `load_config(preset, config, overrides)` reads them."""
-    parser.add_argument("--preset", default=None, help=preset_help)
-    parser.add_argument("--config", default=None, help=config_help)
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override any setting, e.g. --set {example} (repeatable)",
-    )
-
-
 def load_config(
     preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:

@@ -28,6 +28,21 @@ def base_preset(preset: str | None, config_file: str | None) -> str | None:
     return preset or (None if config_file else DEFAULT_PRESET)
 
 
+def add_config_arguments(parser, preset_help: str, config_help: str, example: str = "ppo.lr=1e-4") -> None:
+    """`--preset`, `--config` and repeatable `--set KEY=VALUE` (into `args.overrides`): how every
+    command and the app name a config; `load_config(preset, config, overrides)` reads them."""
+    parser.add_argument("--preset", default=None, help=preset_help)
+    parser.add_argument("--config", default=None, help=config_help)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override any setting, e.g. --set {example} (repeatable)",
+    )
+
+
 TEMPLATE = "Idea: {idea}\nPrompt:"
 """The query every preset's generator answers."""
 

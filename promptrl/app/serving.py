@@ -17,8 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import logs
-from ..config import add_config_arguments
-from ..presets import DEFAULT_PRESET
+from ..presets import DEFAULT_PRESET, add_config_arguments
 from .build import build_app
 from .limits import Limits
 
