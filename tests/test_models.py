@@ -43,10 +43,11 @@ def test_seed_classes_check_the_architecture(gpt2_dir, bloom_dir):
 
 
 def test_plain_lm_dir_gets_a_zero_value_head_and_says_so_once(lm_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="promptrl"):
+    with caplog.at_level(logging.DEBUG, logger="promptrl"):
         model = ValueHeadModel.from_pretrained(lm_dir)
     notes = [r for r in caplog.records if "value head" in r.getMessage()]
     assert len(notes) == 1, [r.getMessage() for r in caplog.records]
+    assert notes[0].levelno == logging.DEBUG  # a detail: the run's log file and --verbose
     ids, mask = _inputs(model.vocab_size)
     _, _, values = model(ids, attention_mask=mask)
     assert values.shape == ids.shape
