@@ -8,6 +8,9 @@ SHELL := /bin/bash
 # packages; pip then warns "Location '...' is ignored" once per package. Only those lines are
 # dropped: every other warning and error is printed, and pip's exit status is kept (pipefail).
 PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+# setuptools' build of the editable install warns about folders named like the package (the
+# checkout itself is one, by design): that warning alone is silenced in the build.
+QUIET_EDITABLE := PYTHONWARNINGS='ignore:Editable installation'
 
 .PHONY: demo test app bench bench-trl lint mutants
 
@@ -15,7 +18,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "Installing promptrl and its dependencies into $(VENV) (first run: a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(PIP_FILTER)
-	@set -o pipefail; $(PY) -m pip install --quiet -e '.[test]' $(PIP_FILTER)
+	@set -o pipefail; $(QUIET_EDITABLE) $(PY) -m pip install --quiet -e '.[test]' $(PIP_FILTER)
 	@touch $@
 
 # Headless Chromium for the browser test; skipped quietly where apt is unavailable.
