@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import logs
-from .presets import DEFAULT_PRESET, add_config_arguments, base_preset
+from .presets import DEFAULT_PRESET, add_config_arguments
 
 logger = logging.getLogger("promptrl")
 
@@ -41,7 +41,7 @@ def _load(args, run_dir: str | None = None):
         config_file = str(run / CONFIG_FILE)
         if not args.output_dir:
             overrides.append(f"output_dir={run}")
-    return load_config(base_preset(args.preset, config_file), config_file, overrides)
+    return load_config(args.preset, config_file, overrides)
 
 
 def cmd_train(args) -> None:
@@ -146,7 +146,7 @@ def cmd_score(args) -> None:
     from .rewards import reward_from_config, score
     from .tiny import resolve_tiny
 
-    config = resolve_tiny(load_config(base_preset(args.preset, args.config), args.config, args.overrides))
+    config = resolve_tiny(load_config(args.preset, args.config, args.overrides))
     images = _renderer(args, config.render)(args.prompts, ideas=args.ideas or args.prompts)
     reward = reward_from_config(config.rewards)
     total, comps = score(reward, images.images, images.prompts, args.ideas or args.prompts)

@@ -21,7 +21,7 @@ from . import checks
 from .baselines import BASELINES
 from .generation import PromptGenerationConfig
 from .ppo_config import PPOConfig
-from .presets import PRESETS
+from .presets import DEFAULT_PRESET, PRESETS
 from .rendering import RenderConfig
 
 
@@ -332,7 +332,14 @@ def get_preset(name: str) -> TrainConfig:
 def load_config(
     preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
-    """Preset, then YAML file, then `key=value` overrides, each on top of the last."""
+    """Preset, then YAML file, then `key=value` overrides, each on top of the last.
+
+    The one rule every entry point (the commands, the app) starts from: the preset named; else,
+    under a YAML file, the preset the file names with `preset:`, or `TrainConfig`'s full-size
+    defaults if it names none (a config file describes a real run); else `DEFAULT_PRESET`.
+    """
+    if not preset and not config_file:
+        preset = DEFAULT_PRESET
     config = get_preset(preset) if preset else TrainConfig()
     if config_file:
         path = Path(config_file)

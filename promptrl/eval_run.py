@@ -19,7 +19,6 @@ from .evaluate import EvalResult, compare, heldout_split, resolve_judges
 from .generation import PromptGenerator
 from .ideas import load_ideas
 from .models import ValueHeadModel, check_model_source
-from .presets import DEFAULT_PRESET
 from .rendering import Renderer
 from .rewards import reward_from_config
 from .rundir import CONFIG_FILE, EVAL_DIR, HELDOUT_FILE, MODEL_DIR, RUN_INFO_FILE, resolve_recorded
@@ -69,7 +68,7 @@ def model_config(model: Path, overrides: list[str] | None = None) -> TrainConfig
         return load_config(None, str(run_dir / CONFIG_FILE), overrides)
     info = model / RUN_INFO_FILE
     preset = json.loads(info.read_text()).get("preset") if info.exists() else None
-    return load_config(preset or DEFAULT_PRESET, None, overrides)
+    return load_config(preset, None, overrides)
 
 
 def eval_config(target: EvalTarget, preset: str | None, config_file: str | None, overrides: list[str]) -> TrainConfig:

@@ -21,13 +21,6 @@ DEFAULT_PRESET = "tiny"
 """The preset every entry point (CLI commands, app) starts from when none is named."""
 
 
-def base_preset(preset: str | None, config_file: str | None) -> str | None:
-    """The preset a config starts from, in every entry point: the one named; else, under a YAML
-    file, the one the file names with `preset:` (None here, `load_config` reads it) or, if it
-    names none, `TrainConfig`'s full-size defaults (None); else `DEFAULT_PRESET`."""
-    return preset or (None if config_file else DEFAULT_PRESET)
-
-
 def add_config_arguments(parser, preset_help: str, config_help: str, example: str = "ppo.lr=1e-4") -> None:
     """`--preset`, `--config` and repeatable `--set KEY=VALUE` (into `args.overrides`): how every
     command and the app name a config; `load_config(preset, config, overrides)` reads them."""

@@ -11,7 +11,7 @@ import pytest
 
 from promptrl.cli import main
 from promptrl.config import get_preset, load_config, parse_overrides
-from promptrl.presets import DEFAULT_PRESET, PRESETS, base_preset
+from promptrl.presets import DEFAULT_PRESET, PRESETS
 
 
 def test_overrides_parse_nested_and_typed():
@@ -83,9 +83,10 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
 def test_every_entry_point_starts_from_one_default_preset(tmp_path, capsys):
     file = tmp_path / "my.yaml"
     file.write_text("preset: gpt2\nsteps: 3\n")
-    assert base_preset(None, None) == DEFAULT_PRESET
-    assert base_preset("bloom-560m", str(file)) == "bloom-560m"
-    assert load_config(base_preset(None, str(file)), str(file)).preset == "gpt2"  # the file names its own
+    assert load_config().preset == DEFAULT_PRESET
+    named = load_config("bloom-560m", str(file))  # the named preset is the base, the file's label aside
+    assert named.policy.model == get_preset("bloom-560m").policy.model != get_preset("gpt2").policy.model
+    assert load_config(None, str(file)).preset == "gpt2"  # the file names its own
     from promptrl.app import build_app
 
     # The app follows the same rule: the file's preset, not tiny's models under its name.

@@ -13,7 +13,6 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import load_config
-from ..presets import base_preset
 from ..tiny import resolve_tiny
 from . import evaluate_tab, generate_tab, model_tab, render_tab, train_tab
 from .context import AppContext
@@ -43,8 +42,8 @@ def build_app(
 
     Args:
         preset: named config (tiny, bloom-560m, gpt2) for the generator, pipeline and rewards
-            (default: as the command line, `presets.base_preset`: tiny, unless a config file
-            or a run's config.yaml is the base).
+            (default: as the command line, `config.load_config`'s rule: tiny, unless a config
+            file or a run's config.yaml is the base).
         model_dir: fine-tuned generator: a `save_pretrained` dir, a checkpoint, or a promptrl run
             dir (then the run's config.yaml is applied on top of the preset, and its starting
             model becomes the reference). Default: the config's policy model.
@@ -66,7 +65,7 @@ def build_app(
         policy_dir, run_dir = find_run(model_dir)
     if config_file is None and run_dir is not None:
         config_file = str(run_dir / "config.yaml")
-    given = load_config(base_preset(preset, config_file), config_file, overrides)
+    given = load_config(preset, config_file, overrides)
     config = resolve_tiny(given)
     if model_dir is None:
         policy_dir = Path(config.policy.model)
