@@ -90,7 +90,7 @@ def cmd_generate(args) -> None:
     import torch
 
     from .eval_run import model_config
-    from .generation import PromptGenerationConfig, PromptGenerator
+    from .generation import PromptGenerator
     from .ideas import load_ideas
 
     load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
@@ -103,9 +103,9 @@ def cmd_generate(args) -> None:
         "temperature": args.temperature,
         "top_p": args.top_p,
     }
-    settings = dataclasses.asdict(recorded) | {k: v for k, v in given.items() if v is not None}
+    settings = dataclasses.replace(recorded, **{k: v for k, v in given.items() if v is not None})
     torch.manual_seed(args.seed)
-    gen = PromptGenerator(model, tokenizer, PromptGenerationConfig(**settings))
+    gen = PromptGenerator(model, tokenizer, settings)
     ideas = [idea for idea in args.ideas for _ in range(args.num)]
     for idea, prompt in zip(ideas, gen(ideas).prompts):
         print(json.dumps({"idea": idea, "prompt": prompt}) if args.json else f"{idea} -> {prompt}")
