@@ -600,8 +600,12 @@ def notebook(cells: list[tuple[str, str]], name: str) -> nbformat.NotebookNode:
     return _ruff_formatted(nb)
 
 
+NOTEBOOKS = {"promptrl_colab.ipynb": COLAB_CELLS, "sentiment_gpt2.ipynb": SENTIMENT_CELLS}
+"""Each notebook this script writes, by file name, and its cells."""
+
+
 def main() -> None:
-    for cells, name in ((COLAB_CELLS, "promptrl_colab.ipynb"), (SENTIMENT_CELLS, "sentiment_gpt2.ipynb")):
+    for name, cells in NOTEBOOKS.items():
         nbformat.write(notebook(cells, name), HERE / name)
         print("wrote", HERE / name)
 

@@ -85,13 +85,10 @@ def test_the_committed_notebooks_are_what_the_builder_writes():
     spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
-    built = {
-        "promptrl_colab.ipynb": builder.notebook(builder.COLAB_CELLS, "promptrl_colab.ipynb"),
-        "sentiment_gpt2.ipynb": builder.notebook(builder.SENTIMENT_CELLS, "sentiment_gpt2.ipynb"),
-    }
-    for name in NAMES:
+    assert sorted(builder.NOTEBOOKS) == sorted(NAMES)
+    for name, cells in builder.NOTEBOOKS.items():
         committed = [(c.id, c.cell_type, c.source) for c in load(name).cells]
-        assert committed == [(c.id, c.cell_type, c.source) for c in built[name].cells], (
+        assert committed == [(c.id, c.cell_type, c.source) for c in builder.notebook(cells, name).cells], (
             f"{name} differs from what notebooks/build_notebooks.py writes: run it"
         )
 
