@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from promptrl.paths import default_cache_dir
-from promptrl.rendering import resolve_device, resolve_dtype
+from promptrl.devices import resolve_device, resolve_dtype
 
 TEXT_CACHE_SIZE = 4096  # texts whose CLIP embeddings a ClipModel keeps (12 MB at ViT-L-14's 768)
 TINY_CLIP_NAME = "promptrl-tiny-clip"

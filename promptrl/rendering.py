@@ -20,32 +20,12 @@ import PIL.Image
 import torch
 
 from . import checks
+from .devices import DTYPES, resolve_device, resolve_dtype
 from .seeds import derive_seed
 
 logger = logging.getLogger("promptrl")
 
 SEED_MODES = ("idea", "slot", "random")
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device` as a `torch.device`; None means CUDA when available, else CPU."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`"auto"`/None: fp16 on CUDA, fp32 elsewhere; else `"fp16"`, `"bf16"`, `"fp32"`."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto', 'fp16', 'bf16' or 'fp32', got {dtype!r}")
-    return DTYPES[dtype]
-
-
 @dataclass
 class RenderConfig:
     pipeline: str = "stabilityai/sd-turbo"

@@ -22,7 +22,7 @@ import torch
 
 from .generation import respond_to_batch
 from .paths import build_atomically, default_cache_dir
-from .rendering import resolve_device
+from .devices import resolve_device
 from .tiny_models import SEED, train_policy_tokenizer
 
 BUNDLED_REVIEWS = Path(__file__).parent / "data" / "reviews.txt"

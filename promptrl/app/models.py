@@ -16,7 +16,8 @@ import torch
 from .. import rundir
 from ..config import TrainConfig, load_config
 from ..generation import PromptGenerator
-from ..rendering import Renderer, resolve_device
+from ..devices import resolve_device
+from ..rendering import Renderer
 from ..rewards import ALL_WEIGHTS_ZERO, WeightedSum, reward_from_config, weighted_terms
 from ..tiny import resolve_tiny
 from .limits import Limits, UserError

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import rundir
 from ..config import TrainConfig
-from ..rendering import resolve_device
+from ..devices import resolve_device
 from ..rewards import WeightedSum, reward_from_config
 from ..tiny import resolve_tiny
 from ..trainer import PromptTrainer
