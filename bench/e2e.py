@@ -4,7 +4,7 @@
     python bench/e2e.py --gpu                    # the bloom-560m preset: 64 samples at 512x512 on CUDA
     python bench/e2e.py --real --device cpu --ideas 4 --size 64 --steps 1    # the same shapes on a CPU
 
-`--real` (implied by `--gpu`) writes a full-size stand-in hub (promptrl/standin_hub.py: random
+`--real` (implied by `--gpu`) writes a full-size stand-in hub (promptrl/standins/hub.py: random
 weights, the real architectures and file formats of bigscience/bloom-560m, stabilityai/sd-turbo,
 open_clip's ViT-L-14 `openai` and the aesthetic predictor) and runs the unchanged `bloom-560m`
 preset against it offline, so every model loads through the path a Colab user's does (fp16

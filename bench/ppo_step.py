@@ -37,7 +37,7 @@ from torch import nn
 from transformers import GPT2LMHeadModel
 
 from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
-from promptrl.core import compute_advantages, masked_mean, whiten
+from promptrl.ppo.core import compute_advantages, masked_mean, whiten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ppo_shapes import (  # noqa: E402

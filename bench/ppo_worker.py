@@ -33,7 +33,7 @@ def promptrl_step(recorded: bool = False):
     trainer = PPOTrainer(ValueHeadModel(tiny_gpt2()), None, None, config=config)
     if not recorded:
         return trainer.step
-    from promptrl.ppo import PolicyRecord
+    from promptrl.ppo.trainer import PolicyRecord
 
     def record(queries, responses):
         rollout = trainer.rollout_pass(queries, responses)

@@ -24,7 +24,7 @@ import time
 import torch
 
 from promptrl.rendering import RenderConfig, Renderer
-from promptrl.tiny import build_tiny_pipeline
+from promptrl.standins.tiny import build_tiny_pipeline
 
 IDEAS = [
     "a lighthouse in a storm",

@@ -19,10 +19,10 @@ import time
 import torch
 from transformers import AutoTokenizer
 
-from promptrl.generation import PromptGenerationConfig, PromptGenerator
 from promptrl.ideas import load_ideas
-from promptrl.models import ValueHeadModel
-from promptrl.tiny import tiny_assets
+from promptrl.ppo.sampling import PromptGenerationConfig, PromptGenerator
+from promptrl.ppo.value_head import ValueHeadModel
+from promptrl.standins.tiny import tiny_assets
 
 
 def main() -> None:

@@ -132,7 +132,7 @@ import dataclasses
 
 from promptrl.config import load_config
 from promptrl.rewards import weighted_terms
-from promptrl.tiny import resolve_tiny
+from promptrl.standins import resolve_tiny
 
 TINY_RUN = ["steps=24", "samples_per_idea=4", "rewards.baseline=group", "image_every=4", "save_every=8"]
 if MODE == "tiny" and IDEAS == "bundled":
@@ -215,9 +215,9 @@ from IPython.display import clear_output
 
 from promptrl.plots import plot_report
 
-run_dir = Path(config.output_dir)
+run_dir, paths = Path(config.output_dir), trainer.run.paths  # paths names every file of the run
 trainer.setup()
-trainer.before = trainer.evaluate(COMPARE_IDEAS)  # the comparison ideas, before any training
+trainer.before = trainer.before_after_samples(COMPARE_IDEAS)  # the comparison ideas, before any training
 
 
 def live_plot(metrics):
@@ -225,7 +225,7 @@ def live_plot(metrics):
     if step % PLOT_EVERY and step != config.steps:
         return
     plot_report(trainer.history, run_dir / "live.png")
-    grids = sorted((run_dir / "images").glob("step_*.png"))
+    grids = paths.image_grids()
     clear_output(wait=True)
     print(f"step {step}/{config.steps}: reward {metrics['reward/total/mean']:.3f}, "
           f"KL {metrics['objective/kl']:.2f}")
@@ -253,8 +253,8 @@ The same ideas, the same sampling seed and the same image seeds, before and afte
 import json
 import statistics
 
-display(Markdown((run_dir / "samples.md").read_text()))
-display(Image(filename=run_dir / "before_after.png", width=512))
+display(Markdown(paths.samples.read_text()))
+display(Image(filename=paths.before_after, width=512))
 k = min(3, len(REWARD_HISTORY))
 summary = {
     "first": statistics.mean(REWARD_HISTORY[:k]),  # mean reward of the first and last k steps
@@ -277,15 +277,11 @@ LoRA, its adapter), the value head and the tokenizer. It reloads like any Huggin
     (
         "code",
         """\
-from transformers import AutoTokenizer
+from promptrl import Run
 
-from promptrl.generation import PromptGenerator
-from promptrl.models import ValueHeadModel
-
-model_dir = run_dir / "model"
-print(sorted(p.name for p in model_dir.iterdir()))
-generator = PromptGenerator(ValueHeadModel.from_pretrained(model_dir).to(device),
-                            AutoTokenizer.from_pretrained(model_dir), config.generation)
+run = Run.locate(run_dir)  # the run's final model, its config and the model it started from
+print(sorted(p.name for p in run.model.iterdir()))
+generator = run.load_generator(device=device)
 for idea, prompt in zip(["a dragon made of glass"] * 3, generator(["a dragon made of glass"] * 3).prompts):
     print(f"{idea} -> {prompt}")
 """,
@@ -305,7 +301,7 @@ if PUSH_TO_HUB:
         token = userdata.get("HF_TOKEN")  # add it under Secrets (the key icon on the left)
     api = HfApi(token=token)
     api.create_repo(HUB_REPO, exist_ok=True)
-    api.upload_folder(repo_id=HUB_REPO, folder_path=str(model_dir))
+    api.upload_folder(repo_id=HUB_REPO, folder_path=str(run.model))
     print(f"https://huggingface.co/{HUB_REPO}")
 """,
     ),
@@ -418,15 +414,15 @@ from transformers import AutoTokenizer
 
 from promptrl.gpt2 import GPT2HeadWithValueModel, respond_to_batch
 from promptrl.ppo import PPOTrainer
-from promptrl.sentiment import (
+from promptrl.ppo.sentiment import (
     CLASSIFIER_NAME,
     LM_NAME,
     SentimentReward,
-    build_tiny_sentiment,
     load_reviews,
     respond_by_length,
     review_queries,
 )
+from promptrl.standins.sentiment import build_tiny_sentiment
 
 cfg = SETTINGS[MODE]
 if MODE == "tiny":

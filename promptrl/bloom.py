@@ -3,8 +3,8 @@
 `promptrl.gpt2`.
 """
 
-from .generation import respond_to_batch
-from .models import ValueHeadModel
+from .ppo.sampling import respond_to_batch
+from .ppo.value_head import ValueHeadModel
 
 
 class BloomHeadWithValueModel(ValueHeadModel):

@@ -9,6 +9,8 @@ import math
 import types
 import typing
 
+from .errors import UsageError
+
 
 def _allowed(hint) -> str:
     names = {
@@ -51,7 +53,7 @@ def check_types(obj, section: str) -> None:
         if dataclasses.is_dataclass(value):
             continue
         if not _fits(value, hints[f.name]):
-            raise ValueError(f"config key '{key(section, f.name)}' must be {_allowed(hints[f.name])}, got {value!r}.")
+            raise UsageError(f"config key '{key(section, f.name)}' must be {_allowed(hints[f.name])}, got {value!r}.")
 
 
 def key(section: str, name: str) -> str:
@@ -62,21 +64,21 @@ def at_least(section: str, name: str, value, low, high=None) -> None:
     """`low <= value (<= high)`, else an error naming the key."""
     if value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"config key '{key(section, name)}' must be {allowed}, got {value!r}.")
+        raise UsageError(f"config key '{key(section, name)}' must be {allowed}, got {value!r}.")
 
 
 def positive(section: str, name: str, value) -> None:
     if value <= 0:
-        raise ValueError(f"config key '{key(section, name)}' must be positive, got {value!r}.")
+        raise UsageError(f"config key '{key(section, name)}' must be positive, got {value!r}.")
 
 
 def one_of(section: str, name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(
+        raise UsageError(
             f"config key '{key(section, name)}' must be one of {', '.join(map(repr, choices))}, got {value!r}."
         )
 
 
 def not_blank(section: str, name: str, value: str | None) -> None:
     if value is not None and not value.strip():
-        raise ValueError(f"config key '{key(section, name)}' must not be empty.")
+        raise UsageError(f"config key '{key(section, name)}' must not be empty.")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import logs
+from .errors import PromptrlError, UsageError
 from .presets import DEFAULT_PRESET, add_config_arguments
 
 logger = logging.getLogger("promptrl")
@@ -34,17 +35,19 @@ def _load(args, run_dir: str | None = None):
         overrides.append(f"output_dir={args.output_dir}")
     config_file = args.config
     if run_dir is not None and not args.preset and not config_file:
-        from .rundir import CONFIG_FILE, find_checkpoint
+        from .rundir import Run
 
-        run = Path(run_dir)
-        run = run if (run / CONFIG_FILE).exists() else find_checkpoint(run).parent
-        config_file = str(run / CONFIG_FILE)
+        run = Run.locate(run_dir)
+        if run.root is None:
+            raise UsageError(f"{run_dir} is not a promptrl run directory or checkpoint; pass --preset or --config.")
+        config_file = str(run.paths.config)
         if not args.output_dir:
-            overrides.append(f"output_dir={run}")
+            overrides.append(f"output_dir={run.root}")
     return load_config(args.preset, config_file, overrides)
 
 
 def cmd_train(args) -> None:
+    from .eval.stats import MARKDOWN_FILE
     from .trainer import PromptTrainer
 
     config = _load(args, args.resume)
@@ -54,13 +57,11 @@ def cmd_train(args) -> None:
     third = max(1, len(history) // 3)
     first = sum(h["reward/total/mean"] for h in history[:third]) / third
     last = sum(h["reward/total/mean"] for h in history[-third:]) / third
+    paths = trainer.run.paths
     print(f"Trained {trainer.step} steps; mean reward {first:.4f} (first third) -> {last:.4f} (last third).")
-    print(
-        f"Model: {trainer.output_dir / 'model'}  report: {trainer.output_dir / 'report.png'}  "
-        f"samples: {trainer.output_dir / 'samples.md'}"
-    )
+    print(f"Model: {paths.model}  report: {paths.report}  samples: {paths.samples}")
     if trainer.heldout_eval is not None:
-        print(f"Held-out comparison with the start model: {trainer.output_dir / 'eval' / 'eval.md'}")
+        print(f"Held-out comparison with the start model: {paths.eval / MARKDOWN_FILE}")
 
 
 def cmd_sft(args) -> None:
@@ -76,36 +77,24 @@ def cmd_sft(args) -> None:
     print(f"Supervised warm start saved to {out}")
 
 
-def _policy(model_dir: str):
-    from transformers import AutoTokenizer
-
-    from .models import ValueHeadModel
-
-    if not Path(model_dir).exists():
-        raise FileNotFoundError(f"Model directory {model_dir} does not exist.")
-    return ValueHeadModel.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
-
-
 def cmd_generate(args) -> None:
     import torch
 
-    from .eval_run import model_config
-    from .generation import PromptGenerator
     from .ideas import load_ideas
+    from .rundir import Run
 
     load_ideas(args.ideas)  # the same limits as training: no blank or overlong ideas
-    model, tokenizer = _policy(args.model)
+    run = Run.locate(args.model)
     # The sampling the model was trained with, each setting given on the command line on top.
-    recorded = model_config(Path(args.model)).generation
     given = {
         "template": args.template,
         "max_new_tokens": args.max_new_tokens,
         "temperature": args.temperature,
         "top_p": args.top_p,
     }
-    settings = dataclasses.replace(recorded, **{k: v for k, v in given.items() if v is not None})
+    settings = dataclasses.replace(run.config.generation, **{k: v for k, v in given.items() if v is not None})
+    gen = run.load_generator(generation=settings)
     torch.manual_seed(args.seed)
-    gen = PromptGenerator(model, tokenizer, settings)
     ideas = [idea for idea in args.ideas for _ in range(args.num)]
     for idea, prompt in zip(ideas, gen(ideas).prompts):
         print(json.dumps({"idea": idea, "prompt": prompt}) if args.json else f"{idea} -> {prompt}")
@@ -116,7 +105,7 @@ def _renderer(args, render):
     from dataclasses import replace
 
     from .rendering import Renderer
-    from .tiny import resolve_tiny
+    from .standins.tiny import resolve_tiny
 
     flags = {
         "pipeline": args.pipeline,
@@ -144,7 +133,7 @@ def cmd_render(args) -> None:
 def cmd_score(args) -> None:
     from .config import load_config
     from .rewards import reward_from_config, score
-    from .tiny import resolve_tiny
+    from .standins.tiny import resolve_tiny
 
     config = resolve_tiny(load_config(args.preset, args.config, args.overrides))
     images = _renderer(args, config.render)(args.prompts, ideas=args.ideas or args.prompts)
@@ -157,7 +146,8 @@ def cmd_score(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .eval_run import evaluate_model
+    from .eval.evaluate import evaluate_model
+    from .eval.stats import GRID_FILE, JSON_FILE, MARKDOWN_FILE
 
     result, out = evaluate_model(
         args.model,
@@ -172,7 +162,7 @@ def cmd_eval(args) -> None:
         overrides=args.overrides,
     )
     print(result.summary())
-    print(f"Wrote {out / 'eval.md'}, {out / 'eval.json'} and {out / 'eval.png'}")
+    print(f"Wrote {out / MARKDOWN_FILE}, {out / JSON_FILE} and {out / GRID_FILE}")
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
@@ -300,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     with logs.configure(verbose=args.verbose):
         try:
             args.func(args)
-        except (ValueError, OSError, TypeError) as err:  # OSError: a model path or name that cannot be loaded
+        except PromptrlError as err:  # refused on purpose, with a message that says what to do; others are bugs
             if args.verbose:
                 raise
             logger.debug("promptrl %s failed", args.command, exc_info=True)  # the traceback, for the log file

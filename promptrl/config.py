@@ -18,11 +18,12 @@ from pathlib import Path
 import yaml
 
 from . import checks
-from .baselines import BASELINES
-from .generation import PromptGenerationConfig
-from .ppo_config import PPOConfig
+from .errors import NotFoundError, UsageError
+from .ppo.config import PPOConfig
+from .ppo.sampling import PromptGenerationConfig
 from .presets import DEFAULT_PRESET, PRESETS
 from .rendering import RenderConfig
+from .rewards.baselines import BASELINES
 
 
 @dataclass
@@ -116,13 +117,13 @@ class RewardsConfig:
         checks.one_of("rewards", "baseline", self.baseline, tuple(BASELINES))
         for i, term in enumerate(self.terms):
             if not isinstance(term, dict) or not isinstance(term.get("type"), str):
-                raise ValueError(
+                raise UsageError(
                     f"config key 'rewards.terms' item {i + 1} must be a mapping with a 'type' "
                     f"(e.g. {{type: aesthetic, weight: 1.0}}), got {term!r}."
                 )
             weight = term.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(
+                raise UsageError(
                     f"config key 'rewards.terms' item {i + 1} ({term['type']}) has weight {weight!r}; "
                     "a weight must be a finite number."
                 )
@@ -157,7 +158,7 @@ class EvalConfig:
             checks.at_least("eval", name, getattr(self, name), low)
         for judge in self.judges or []:
             if not isinstance(judge, dict) or judge.get("type") not in JUDGE_TYPES:
-                raise ValueError(
+                raise UsageError(
                     f"config key 'eval.judges' item {judge!r} must be a reward spec whose type is "
                     f"one of {', '.join(JUDGE_TYPES)}."
                 )
@@ -210,20 +211,20 @@ class TrainConfig:
         checks.not_blank("", "ideas", self.ideas)
         checks.not_blank("", "output_dir", self.output_dir)
         if not all(isinstance(t, str) for t in self.trackers):
-            raise ValueError(f"config key 'trackers' must be a list of tracker names, got {self.trackers!r}.")
+            raise UsageError(f"config key 'trackers' must be a list of tracker names, got {self.trackers!r}.")
         if self.ppo.batch_size % self.samples_per_idea:
-            raise ValueError(
+            raise UsageError(
                 f"config key 'samples_per_idea' ({self.samples_per_idea}) must divide "
                 f"ppo.batch_size ({self.ppo.batch_size})."
             )
         if self.rewards.baseline == "group" and self.samples_per_idea < 2:
-            raise ValueError(
+            raise UsageError(
                 "config key 'rewards.baseline' is 'group', which compares samples of the same idea: "
                 f"set samples_per_idea >= 2 (got {self.samples_per_idea})."
             )
         # The rollouts sample at generation.temperature; PPO's log-probs assume ppo.temperature.
         if self.generation.temperature != self.ppo.temperature:
-            raise ValueError(
+            raise UsageError(
                 f"config keys 'generation.temperature' ({self.generation.temperature}) and "
                 f"'ppo.temperature' ({self.ppo.temperature}) differ; set one of them (the other "
                 "follows) or both to the same value."
@@ -247,23 +248,23 @@ def _coerce(value, hint, key: str):
             return None
         return _coerce(value, args[0], key) if len(args) == 1 else value
     if hint in (int, float) and isinstance(value, bool):
-        raise ValueError(f"config key '{key}' expects {hint.__name__}, got {value!r}.")
+        raise UsageError(f"config key '{key}' expects {hint.__name__}, got {value!r}.")
     if hint in (int, float) and isinstance(value, str):
         try:  # YAML reads "2e-3" (no dot) as a string
             number = hint(value)
         except ValueError:
-            raise ValueError(f"config key '{key}' expects {hint.__name__}, got {value!r}.") from None
+            raise UsageError(f"config key '{key}' expects {hint.__name__}, got {value!r}.") from None
         return _coerce(number, hint, key)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
-            raise ValueError(f"config key '{key}' must be a finite number, got {value!r}.")
+            raise UsageError(f"config key '{key}' must be a finite number, got {value!r}.")
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if hint in (int, float, bool, str) and not isinstance(value, hint):
         if hint is str and isinstance(value, (int, float)):
             return str(value)
-        raise ValueError(f"config key '{key}' expects {hint.__name__}, got {value!r}.")
+        raise UsageError(f"config key '{key}' expects {hint.__name__}, got {value!r}.")
     return value
 
 
@@ -276,11 +277,11 @@ def update_dataclass(obj, values: dict, prefix: str = ""):
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in types_:
-            raise ValueError(f"Unknown config key '{full}'. Known keys here: {', '.join(sorted(types_))}.")
+            raise UsageError(f"Unknown config key '{full}'. Known keys here: {', '.join(sorted(types_))}.")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ValueError(f"config key '{full}' is a section; set its fields, e.g. {full}.<field>=...")
+                raise UsageError(f"config key '{full}' is a section; set its fields, e.g. {full}.<field>=...")
             changes[key] = update_dataclass(current, value, prefix=f"{full}.")
         else:
             changes[key] = _coerce(value, types_[key], full)
@@ -309,7 +310,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set expects key=value, got {pair!r}.")
+            raise UsageError(f"--set expects key=value, got {pair!r}.")
         key, raw = pair.split("=", 1)
         node = out
         parts = key.strip().split(".")
@@ -318,14 +319,14 @@ def parse_overrides(pairs: list[str]) -> dict:
         try:
             node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            raise ValueError(f"--set {key.strip()}: could not read the value {raw!r} (YAML scalar or list).") from None
+            raise UsageError(f"--set {key.strip()}: could not read the value {raw!r} (YAML scalar or list).") from None
     return out
 
 
 def get_preset(name: str) -> TrainConfig:
     """The `TrainConfig` of a named preset (see `presets.py`)."""
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset '{name}'. Available presets: {', '.join(PRESETS)}.")
+        raise UsageError(f"Unknown preset '{name}'. Available presets: {', '.join(PRESETS)}.")
     return update_dataclass(TrainConfig(), PRESETS[name]())
 
 
@@ -344,7 +345,7 @@ def load_config(
     if config_file:
         path = Path(config_file)
         if not path.exists():
-            raise FileNotFoundError(f"Config file {config_file} does not exist.")
+            raise NotFoundError(f"Config file {config_file} does not exist.")
         data = parse_yaml(path.read_text(), f"Config file {config_file}")
         if "preset" in data and not preset:
             config = get_preset(data["preset"])
@@ -363,11 +364,11 @@ def parse_yaml(text: str, what: str) -> dict:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or type(err).__name__
-        raise ValueError(f"{what} is not valid YAML{where}: {problem}.") from None
+        raise UsageError(f"{what} is not valid YAML{where}: {problem}.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{what} must hold a mapping of keys to values, got {type(data).__name__}.")
+        raise UsageError(f"{what} must hold a mapping of keys to values, got {type(data).__name__}.")
     return data
 
 

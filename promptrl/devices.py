@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UsageError
+
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -24,5 +26,5 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype in (None, "auto"):
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto', 'fp16', 'bf16' or 'fp32', got {dtype!r}")
+        raise UsageError(f"dtype must be 'auto', 'fp16', 'bf16' or 'fp32', got {dtype!r}")
     return DTYPES[dtype]

@@ -3,8 +3,8 @@ respond_to_batch`, then `promptrl.ppo.PPOTrainer(model, model_ref, tokenizer, **
 `step(queries, responses, scores)`, as in trl 0.1's README with `trl` replaced by `promptrl`.
 """
 
-from .generation import respond_to_batch
-from .models import ValueHeadModel
+from .ppo.sampling import respond_to_batch
+from .ppo.value_head import ValueHeadModel
 
 
 class GPT2HeadWithValueModel(ValueHeadModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import NotFoundError, UsageError
+
 BUNDLED_IDEAS = Path(__file__).parent / "data" / "ideas.txt"
 MAX_IDEA_CHARS = 1000
 """Characters per idea: an idea is a short seed; a longer one cannot fit the model's context."""
@@ -28,14 +30,14 @@ def load_ideas(source) -> list[str]:
     else:
         path = BUNDLED_IDEAS if source == "bundled" else Path(source)
         if not path.exists():
-            raise FileNotFoundError(f"Ideas file {path} does not exist; pass a text file with one idea per line.")
+            raise NotFoundError(f"Ideas file {path} does not exist; pass a text file with one idea per line.")
         ideas = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     ideas = [i for i in ideas if i]
     if not ideas:
-        raise ValueError("No ideas to train on: the ideas source is empty.")
+        raise UsageError("No ideas to train on: the ideas source is empty.")
     longest = max(ideas, key=len)
     if len(longest) > MAX_IDEA_CHARS:
-        raise ValueError(
+        raise UsageError(
             f"An idea is {len(longest)} characters long ({longest[:40]!r}...); ideas must be at most "
             f"{MAX_IDEA_CHARS} characters: a short seed, the model writes the prompt."
         )
@@ -46,5 +48,5 @@ def _dataset_column(ds) -> list[str]:
     names = ds.column_names
     column = "idea" if "idea" in names else next((c for c in names if isinstance(ds[0][c], str)), None)
     if column is None:
-        raise ValueError(f"The dataset has no text column (columns: {names}); name one with hf:<name>:<column>.")
+        raise UsageError(f"The dataset has no text column (columns: {names}); name one with hf:<name>:<column>.")
     return [str(x).strip() for x in ds[column]]

@@ -178,9 +178,9 @@ def log_run(run_dir: str | Path, resume: bool, overwrite: bool) -> Path | None:
     """`log_to_file(<run_dir>/train.log)` on the main process: appended to when resuming,
     started afresh for a new run. A run directory that training will refuse (already used,
     neither `resume` nor `overwrite`) is left untouched."""
-    from .rundir import LOG_FILE, is_used
+    from .rundir import Run
 
-    run = Path(run_dir)
-    if not is_main_process() or (not resume and not overwrite and is_used(run)):
+    run = Run(run_dir)
+    if not is_main_process() or (not resume and not overwrite and run.is_used()):
         return None
-    return log_to_file(run / LOG_FILE, append=resume)
+    return log_to_file(run.paths.log, append=resume)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import UsageError
+
 
 def image_grid(images: list[Image.Image], captions: list[str], cols: int = 4, tile: int = 192) -> Image.Image:
     """A grid of `tile`-pixel images, each with its caption (wrapped) underneath."""
     if not images:
-        raise ValueError("image_grid needs at least one image.")
+        raise UsageError("image_grid needs at least one image.")
     font = ImageFont.load_default()
     lines_per_caption = 5
     line_h = 12

@@ -21,11 +21,14 @@ import torch
 
 from . import checks
 from .devices import DTYPES, resolve_device, resolve_dtype
+from .errors import UsageError, loading
 from .seeds import derive_seed
 
 logger = logging.getLogger("promptrl")
 
 SEED_MODES = ("idea", "slot", "random")
+
+
 @dataclass
 class RenderConfig:
     pipeline: str = "stabilityai/sd-turbo"
@@ -63,7 +66,7 @@ class RenderConfig:
         for name in ("height", "width"):
             value = getattr(self, name)
             if value < 8 or value % 8:
-                raise ValueError(
+                raise UsageError(
                     f"config key 'render.{name}' must be a multiple of 8 of at least 8 pixels, got {value!r}."
                 )
         checks.at_least("render", "chunk_size", self.chunk_size, 1)
@@ -105,18 +108,21 @@ def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
     from packaging.version import Version
 
     kwargs = {}
-    if not safety_checker and "safety_checker" in DiffusionPipeline.load_config(name):
+    with loading("diffusers pipeline", name):
+        pipeline_config = DiffusionPipeline.load_config(name)
+    if not safety_checker and "safety_checker" in pipeline_config:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     # diffusers 0.40 renamed `torch_dtype` to `dtype`; older versions ignore `dtype`.
     dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.40") else "torch_dtype"
     kwargs[dtype_key] = dtype
-    if dtype != torch.float32:
-        try:
-            return AutoPipelineForText2Image.from_pretrained(name, variant="fp16", **kwargs)
-        except ValueError as e:  # the repository has no fp16 files: load the full ones
-            if "variant" not in str(e):
-                raise
-    return AutoPipelineForText2Image.from_pretrained(name, **kwargs)
+    with loading("diffusers pipeline", name):
+        if dtype != torch.float32:
+            try:
+                return AutoPipelineForText2Image.from_pretrained(name, variant="fp16", **kwargs)
+            except ValueError as e:  # the repository has no fp16 files: load the full ones
+                if "variant" not in str(e):
+                    raise
+        return AutoPipelineForText2Image.from_pretrained(name, **kwargs)
 
 
 class Renderer:
@@ -125,9 +131,9 @@ class Renderer:
     def __init__(self, config: RenderConfig | None = None, pipeline=None):
         self.config = config = config if config is not None else RenderConfig()
         if config.seed_mode not in SEED_MODES:
-            raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {config.seed_mode!r}")
+            raise UsageError(f"seed_mode must be one of {SEED_MODES}, got {config.seed_mode!r}")
         if config.chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {config.chunk_size}")
+            raise UsageError(f"chunk_size must be at least 1, got {config.chunk_size}")
         if pipeline is None:
             self.device = resolve_device(config.device)
             pipeline = load_pipeline(config.pipeline, resolve_dtype(config.dtype, self.device), config.safety_checker)
@@ -146,7 +152,7 @@ class Renderer:
         encoder_limit = self.tokenizer.model_max_length
         self.max_prompt_tokens = config.max_prompt_tokens or encoder_limit
         if not 3 <= self.max_prompt_tokens <= encoder_limit:
-            raise ValueError(
+            raise UsageError(
                 f"max_prompt_tokens must be between 3 and the text encoder's limit "
                 f"({encoder_limit}), got {self.max_prompt_tokens}"
             )
@@ -190,7 +196,7 @@ class Renderer:
         mode, base = self.config.seed_mode, self.config.seed
         if mode == "idea":
             if ideas is None or len(ideas) != n:
-                raise ValueError(f"seed_mode 'idea' needs one idea per sample ({n}), got {ideas!r}")
+                raise UsageError(f"seed_mode 'idea' needs one idea per sample ({n}), got {ideas!r}")
             return [idea_seed(base, idea) for idea in ideas]
         if mode == "slot":
             return [base + i for i in range(n)]
@@ -208,11 +214,11 @@ class Renderer:
         if isinstance(prompts, str):
             raise TypeError("Renderer takes a list of prompts, got a single string")
         if len(prompts) == 0:
-            raise ValueError("Renderer got an empty list of prompts; pass at least one prompt")
+            raise UsageError("Renderer got an empty list of prompts; pass at least one prompt")
         n = len(prompts)
         for name, values in (("ideas", ideas), ("seeds", seeds)):
             if values is not None and len(values) != n:
-                raise ValueError(f"got {n} prompts but {len(values)} {name}; pass one per prompt")
+                raise UsageError(f"got {n} prompts but {len(values)} {name}; pass one per prompt")
         fitted, truncated = self.fit_prompts(prompts)
         if seeds is None:
             seeds = self.seeds_for(n, ideas if ideas is not None else list(prompts))

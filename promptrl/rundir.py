@@ -1,4 +1,4 @@
-"""The on-disk layout of a promptrl run, and the only code that knows its file names.
+"""A promptrl run on disk: the only code that knows a run's file names.
 
 A run directory holds:
     config.yaml          the config as given (tiny:<asset> names unresolved, so the dir can move)
@@ -9,26 +9,38 @@ A run directory holds:
     model/               the final model (written aside, then swapped in)
     report.png, samples.md, before_after.png
     heldout.txt          the ideas held out of training (one per line)
-    eval/                the start model against the final one on them: eval.json, eval.md, eval.png
+    eval/                the start model against the final one on them (`EvalResult.save`)
     train.log            the command line's log: the libraries' messages and warnings
 
-Trainer state is data: JSON for numbers, strings and structure, safetensors for tensors and
-arrays. Nothing is unpickled, so a checkpoint from a stranger cannot run code. Paths recorded in
-a run are relative to it (`run:sft`), so a run dir can be moved or zipped.
+`Run.locate(path)` finds the run of any of those paths (or of a model directory that belongs to
+no run) and reads what it records: `.config`, `.start_model`, `.heldout`, `.load_generator()`.
+`Run(dir)` is also how the trainer writes one: `.paths` names every file, and `prepare`,
+`save_checkpoint`, `write_model`, ... write them so that a kill loses nothing already written.
+
+Trainer state is data (`state.py`): nothing is unpickled, so a checkpoint from a stranger cannot
+run code. Paths recorded in a run are relative to it (`run:sft`), so a run dir can be moved or
+zipped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+from .errors import NotFoundError, UsageError, loading
+from .paths import write_dir_atomically
+from .state import CheckpointError, load_state, save_state
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .ppo.sampling import PromptGenerationConfig, PromptGenerator
 
 logger = logging.getLogger("promptrl")
 
@@ -38,16 +50,19 @@ IMAGES_DIR = "images"
 MODEL_DIR = "model"
 SFT_DIR = "sft"
 RUN_INFO_FILE = "promptrl.json"
+"""In every model a run writes (model/, checkpoints): the start model, the step, the preset."""
 HELDOUT_FILE = "heldout.txt"
 EVAL_DIR = "eval"
 REPORT_FILE = "report.png"
 SAMPLES_FILE = "samples.md"
 BEFORE_AFTER_FILE = "before_after.png"
 LOG_FILE = "train.log"
-"""The log `promptrl train` writes (the libraries' messages and warnings; see logs.py)."""
+SFT_LOSSES_FILE = "sft_losses.json"
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
 LEGACY_STATE_FILE = "trainer_state.pt"
+HF_TOKENIZER_CONFIG = "tokenizer_config.json"
+"""Written by `save_pretrained` of a tokenizer: a model directory that has it loads its own."""
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 RUN_PREFIX = "run:"
 """Recorded paths inside the run dir are written `run:<relative path>`."""
@@ -72,20 +87,10 @@ CONFIG_KEYS_THAT_MAY_CHANGE = frozenset(
 )
 """Keys a resumed run may change: they say how long to run and what to write, not how to train."""
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names the file."""
+__all__ = ["CheckpointError", "Run", "RunPaths", "load_checkpoint", "load_generator"]
 
 
-# --------------------------------------------------------------------------- paths
-
-
-def inside(root: str | Path, path: str | Path) -> Path:
-    """`path` resolved, if it lies inside `root`; else a ValueError (symlinks and `..` followed)."""
-    root, resolved = Path(root).resolve(), Path(path).resolve()
-    if resolved != root and root not in resolved.parents:
-        raise ValueError(f"{path} resolves outside {root}; refusing to write there.")
-    return resolved
+# --------------------------------------------------------------------------- recorded paths
 
 
 def portable(path: str, run_dir: str | Path) -> str:
@@ -105,83 +110,48 @@ def resolve_recorded(value: str, run_dir: str | Path) -> str:
     return value
 
 
-def is_used(run_dir: str | Path) -> bool:
-    """Whether `run_dir` already holds a run (a config, metrics, checkpoints or a final model)."""
-    run = Path(run_dir)
-    return any((run / name).exists() for name in RUN_MARKERS) or bool(checkpoints(run))
+# --------------------------------------------------------------------------- the layout
 
 
-def prepare(run_dir: str | Path, resume: bool, overwrite: bool, write: bool = True) -> Path:
-    """Create `run_dir`; refuse to start a new run over an old one unless told to replace it.
-    Every process checks; only the one with `write` (the main process) deletes and creates."""
-    run = Path(run_dir)
-    if not resume and is_used(run) and not overwrite:
-        raise ValueError(
-            f"output_dir {run} already holds a run; pass --resume {run} to continue it, "
-            "--overwrite to replace it, or choose another --output-dir."
-        )
-    if not write:
-        return run
-    if not resume and is_used(run):
-        for name in (
-            *RUN_MARKERS,
-            SFT_DIR,
-            IMAGES_DIR,
-            REPORT_FILE,
-            SAMPLES_FILE,
-            BEFORE_AFTER_FILE,
-        ):
-            target = run / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        for ckpt in checkpoints(run):
-            shutil.rmtree(ckpt)
-    run.mkdir(parents=True, exist_ok=True)
-    for stale in run.glob(".tmp-*"):  # left by a kill during a write
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    return run
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file and folder of the run in `root`, by what it holds."""
 
+    root: Path
 
-def write_dir_atomically(final: str | Path, write: Callable[[Path], None]) -> Path:
-    """`write(tmp)` into a sibling temp dir, then swap it in for `final`: a kill at any moment
-    leaves either the old `final` or the new one, never half of one."""
-    final = Path(final)
-    tmp = final.with_name(f".tmp-{final.name}")
-    old = final.with_name(f".tmp-old-{final.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    config = property(lambda self: self.root / CONFIG_FILE)
+    metrics = property(lambda self: self.root / METRICS_FILE)
+    images = property(lambda self: self.root / IMAGES_DIR)
+    model = property(lambda self: self.root / MODEL_DIR)
+    sft = property(lambda self: self.root / SFT_DIR)
+    sft_losses = property(lambda self: self.root / SFT_DIR / SFT_LOSSES_FILE)
+    heldout = property(lambda self: self.root / HELDOUT_FILE)
+    eval = property(lambda self: self.root / EVAL_DIR)
+    report = property(lambda self: self.root / REPORT_FILE)
+    samples = property(lambda self: self.root / SAMPLES_FILE)
+    before_after = property(lambda self: self.root / BEFORE_AFTER_FILE)
+    log = property(lambda self: self.root / LOG_FILE)
 
+    def image(self, step: int) -> Path:
+        """The batch grid of `step`."""
+        return self.images / f"step_{step:06d}.png"
 
-def save_image_atomically(image, path: str | Path) -> None:
-    """Save a PIL image under a temp name and rename it, so pollers never read a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    def image_grids(self) -> list[Path]:
+        """The finished batch grids, oldest first."""
+        return sorted(self.images.glob("step_*.png"))
 
+    def checkpoint(self, step: int) -> Path:
+        return self.root / f"checkpoint-{step:06d}"
 
-def image_grids(run_dir: str | Path) -> list[Path]:
-    """The finished batch grids of a run, oldest first."""
-    return sorted(Path(run_dir).glob(f"{IMAGES_DIR}/step_*.png"))
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / f"checkpoint-{step:06d}"
+    def checkpoints(self) -> list[Path]:
+        """`checkpoint-*` dirs, oldest first."""
+        found = [p for p in self.root.glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and p.is_dir()]
+        return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
     """`checkpoint-*` dirs of a run, oldest first."""
-    found = [p for p in Path(run_dir).glob("checkpoint-*") if CHECKPOINT_RE.match(p.name) and p.is_dir()]
-    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)))
+    return RunPaths(Path(run_dir)).checkpoints()
 
 
 def is_checkpoint(path: str | Path) -> bool:
@@ -196,25 +166,8 @@ def find_checkpoint(path: str | Path) -> Path:
         return path
     found = [p for p in checkpoints(path) if is_checkpoint(p)]
     if not found:
-        raise FileNotFoundError(f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories.")
+        raise NotFoundError(f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories.")
     return found[-1]
-
-
-def save_checkpoint(
-    run_dir: str | Path, step: int, write_model: Callable[[Path], None], state: dict, keep: int
-) -> Path:
-    """Write `checkpoint-<step>` atomically (model files and trainer state), keep the newest `keep`."""
-    if keep < 1:
-        raise ValueError(f"keep_checkpoints must be at least 1, got {keep}.")
-
-    def write(tmp: Path) -> None:
-        write_model(tmp)
-        save_state(state, tmp)
-
-    final = write_dir_atomically(checkpoint_dir(run_dir, step), write)
-    for old in checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def load_checkpoint(path: str | Path) -> tuple[Path, dict]:
@@ -225,9 +178,7 @@ def load_checkpoint(path: str | Path) -> tuple[Path, dict]:
         return path, read_checkpoint(path)
     candidates = checkpoints(path)
     if not candidates:
-        raise FileNotFoundError(
-            f"No checkpoint to resume in {path}: expected {STATE_FILE} or checkpoint-* directories."
-        )
+        raise NotFoundError(f"No checkpoint to resume in {path}: expected {STATE_FILE} or checkpoint-* directories.")
     errors = []
     for ckpt in reversed(candidates):
         try:
@@ -254,82 +205,7 @@ def read_checkpoint(ckpt: Path) -> dict:
                     f.get_tensor(key)
         except Exception as err:  # safetensors raises its own error types for every kind of damage
             raise CheckpointError(f"checkpoint file {weights} is unreadable ({type(err).__name__}: {err})") from None
-    return load_state(ckpt)
-
-
-def save_state(state: dict, directory: str | Path) -> None:
-    """`state` (nested dicts, lists, tuples, numbers, strings, tensors, arrays, PIL images) as
-    trainer_state.json plus trainer_state.safetensors."""
-    from safetensors.torch import save_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    doc = _encode(state, tensors)
-    save_file(tensors, str(Path(directory) / TENSORS_FILE))
-    (Path(directory) / STATE_FILE).write_text(json.dumps(doc))
-
-
-def load_state(directory: str | Path) -> dict:
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    try:
-        tensors = load_file(str(directory / TENSORS_FILE))
-        return _decode(json.loads((directory / STATE_FILE).read_text()), tensors)
-    except Exception as err:
-        raise CheckpointError(
-            f"checkpoint file {directory / STATE_FILE} (or {TENSORS_FILE}) is unreadable ({type(err).__name__}: {err})"
-        ) from None
-
-
-def _encode(obj, tensors: dict):
-    if isinstance(obj, torch.Tensor):
-        key = str(len(tensors))
-        tensors[key] = obj.detach().cpu().clone().contiguous()
-        return {"__tensor__": key}
-    if isinstance(obj, np.ndarray):
-        key = str(len(tensors))
-        tensors[key] = torch.from_numpy(obj.astype(np.int64) if obj.dtype.kind in "ui" else obj.copy())
-        return {"__ndarray__": key, "dtype": str(obj.dtype)}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "mode") and hasattr(obj, "size") and hasattr(obj, "tobytes"):  # a PIL image
-        key = str(len(tensors))
-        tensors[key] = torch.from_numpy(np.asarray(obj.convert("RGB")).copy())
-        return {"__image__": key}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(x, tensors) for x in obj]}
-    if isinstance(obj, list):
-        return [_encode(x, tensors) for x in obj]
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: _encode(v, tensors) for k, v in obj.items()}
-        return {"__items__": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"Cannot store a {type(obj).__name__} in a checkpoint (only data: numbers, text, tensors).")
-
-
-def _decode(obj, tensors: dict):
-    if isinstance(obj, list):
-        return [_decode(x, tensors) for x in obj]
-    if not isinstance(obj, dict):
-        return obj
-    if "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
-    if "__ndarray__" in obj:
-        return tensors[obj["__ndarray__"]].numpy().astype(np.dtype(obj["dtype"]))
-    if "__image__" in obj:
-        from PIL import Image
-
-        return Image.fromarray(tensors[obj["__image__"]].numpy())
-    if "__tuple__" in obj:
-        return tuple(_decode(x, tensors) for x in obj["__tuple__"])
-    if "__items__" in obj:
-        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__items__"]}
-    return {k: _decode(v, tensors) for k, v in obj.items()}
-
-
-# --------------------------------------------------------------------------- resume checks
+    return load_state(ckpt / STATE_FILE, ckpt / TENSORS_FILE)
 
 
 def config_changes(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
@@ -344,19 +220,257 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> dict[str, tuple]:
     return out
 
 
-def check_resume_config(run_dir: str | Path, new: dict) -> None:
-    """Refuse to resume a run whose config.yaml differs from `new` in a key that changes training."""
-    import yaml
+# --------------------------------------------------------------------------- generators
 
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        return
-    old = yaml.safe_load(path.read_text()) or {}
-    changed = {k: v for k, v in config_changes(old, new).items() if k not in CONFIG_KEYS_THAT_MAY_CHANGE}
-    if changed:
-        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
-        raise ValueError(
-            f"Cannot resume {run_dir} with a different config ({listed}). Only "
-            f"{', '.join(sorted(CONFIG_KEYS_THAT_MAY_CHANGE))} may change on resume; "
-            "start a new run (another --output-dir) to train differently."
+
+def has_tokenizer(directory: str | Path) -> bool:
+    """Whether `directory` holds a tokenizer written by `save_pretrained`."""
+    return (Path(directory) / HF_TOKENIZER_CONFIG).exists()
+
+
+def load_generator(
+    source: str | Path,
+    generation: PromptGenerationConfig,
+    device: str | None = None,
+    tokenizer: str | None = None,
+) -> PromptGenerator:
+    """A `PromptGenerator` of the value-head model `source` (a directory or hub name) in eval
+    mode on `device`, sampling with `generation`. Its tokenizer: the one saved beside the model,
+    else `tokenizer`, else `source`'s."""
+    from transformers import AutoTokenizer
+
+    from .devices import resolve_device
+    from .paths import check_model_source
+    from .ppo.sampling import PromptGenerator
+    from .ppo.value_head import ValueHeadModel
+
+    check_model_source(source, "Model")
+    source = str(source)
+    model = ValueHeadModel.from_pretrained(source).to(resolve_device(device)).eval()
+    tokenizer = source if has_tokenizer(source) else tokenizer or source
+    with loading("tokenizer", tokenizer):
+        return PromptGenerator(model, AutoTokenizer.from_pretrained(tokenizer), generation)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class Run:
+    """A run directory (`root`, None for a model of no run) and the model in it that was asked for.
+
+    Read one with `Run.locate(path)`; write one with `Run(output_dir)`.
+    """
+
+    def __init__(self, root: str | Path | None, model: str | Path | None = None):
+        self.root = Path(root) if root is not None else None
+        self.paths = RunPaths(self.root) if self.root is not None else None
+        self.model = Path(model) if model is not None else (self.paths.model if self.paths else None)
+        """The model directory this run stands for: its final model, a checkpoint or `sft/`."""
+
+    def __repr__(self) -> str:
+        return f"Run(root={self.root}, model={self.model})"
+
+    # -- finding ----------------------------------------------------------------------------
+    @classmethod
+    def locate(cls, path: str | Path) -> Run:
+        """The run `path` belongs to, and the model it names.
+
+        `path` may be a run directory (its final model, else its newest checkpoint), the run's
+        `model/`, a `checkpoint-*` or `sft/`, or any directory written by `save_pretrained`
+        (then `root` is None: a model of no run).
+        """
+        path = Path(path)
+        if not path.exists():
+            raise NotFoundError(
+                f"{path} does not exist: pass a run directory, its model/ or checkpoint-*, "
+                "or a directory written by save_pretrained."
+            )
+        if (path / CONFIG_FILE).exists():
+            run = cls(path)
+            run.model = run.latest_model()
+            if run.model is None:
+                raise NotFoundError(
+                    f"Run directory {path} holds no final model ({MODEL_DIR}/) and no checkpoint-* yet."
+                )
+            return run
+        if (path.parent / CONFIG_FILE).exists():
+            return cls(path.parent, path)
+        return cls(None, path)
+
+    def latest_model(self) -> Path | None:
+        """The final model once written, else the newest checkpoint, else None."""
+        return self.final_model() or self.newest_checkpoint()
+
+    def final_model(self) -> Path | None:
+        """`model/` once the run has written it (it is swapped in whole: present means complete)."""
+        return self.paths.model if (self.paths.model / RUN_INFO_FILE).exists() else None
+
+    def newest_checkpoint(self) -> Path | None:
+        found = [p for p in self.paths.checkpoints() if is_checkpoint(p)]
+        return found[-1] if found else None
+
+    @property
+    def eval_dir(self) -> Path:
+        """Where `promptrl eval` writes by default: the run's eval/, else ./eval."""
+        return self.paths.eval if self.paths is not None else Path(EVAL_DIR)
+
+    # -- what it records ---------------------------------------------------------------------
+    def model_info(self) -> dict:
+        """The model's `promptrl.json` (start model, step, preset); {} when it has none."""
+        info = self.model / RUN_INFO_FILE if self.model is not None else None
+        return json.loads(info.read_text()) if info is not None and info.exists() else {}
+
+    def load_config(self, overrides: list[str] | None = None) -> TrainConfig:
+        """The settings the model was trained with (`tiny:` names as recorded): the run's
+        config.yaml, else the preset its `promptrl.json` names, else the default preset; then
+        `overrides` (`key=value`)."""
+        from .config import load_config
+
+        if self.root is not None:
+            return load_config(None, str(self.paths.config), overrides)
+        return load_config(self.model_info().get("preset"), None, overrides)
+
+    @functools.cached_property
+    def config(self) -> TrainConfig:
+        """`load_config()`, read once."""
+        return self.load_config()
+
+    @functools.cached_property
+    def _start(self) -> tuple[str | None, str]:
+        from .standins.tiny import resolve_tiny
+
+        info = self.model_info()
+        if "start_model" in info:  # recorded portably: `run:sft` or `tiny:policy`
+            where = self.root if self.root is not None else self.model.parent
+            return resolve_tiny(resolve_recorded(info["start_model"], where)), f"recorded in {RUN_INFO_FILE}"
+        if self.root is None:
+            return None, "no promptrl run records it"
+        config = self.config
+        if config.sft.enabled and self.model.resolve() != self.paths.sft.resolve():
+            return str(self.paths.sft), "the run's supervised warm start"
+        return resolve_tiny(config.policy.model), f"the run's {CONFIG_FILE}"
+
+    @property
+    def start_model(self) -> str | None:
+        """The model training started from (a path or hub name, ready to load), or None when
+        nothing records it (a model of no run)."""
+        return self._start[0]
+
+    @property
+    def start_source(self) -> str:
+        """How `start_model` was found, in words."""
+        return self._start[1]
+
+    @property
+    def heldout(self) -> list[str] | None:
+        """The ideas the run held out of training, or None when it records none."""
+        if self.paths is None or not self.paths.heldout.exists():
+            return None
+        return [line for line in self.paths.heldout.read_text(encoding="utf-8").splitlines() if line]
+
+    def load_generator(
+        self,
+        source: str | Path | None = None,
+        device: str | None = None,
+        config: TrainConfig | None = None,
+        generation: PromptGenerationConfig | None = None,
+    ) -> PromptGenerator:
+        """A `PromptGenerator` of `source` (default: this run's model; `run.start_model` for the
+        start) sampling as `config` (default: the run's) says, or with `generation`."""
+        from .standins.tiny import resolve_tiny
+
+        config = resolve_tiny(config or self.config)
+        return load_generator(
+            source if source is not None else self.model,
+            generation or config.generation,
+            device,
+            config.policy.tokenizer,
         )
+
+    # -- writing ------------------------------------------------------------------------------
+    def is_used(self) -> bool:
+        """Whether the directory already holds a run (a config, metrics, checkpoints or a final model)."""
+        return any((self.root / name).exists() for name in RUN_MARKERS) or bool(self.paths.checkpoints())
+
+    def prepare(self, resume: bool, overwrite: bool, write: bool = True) -> None:
+        """Create the directory; refuse to start a new run over an old one unless told to
+        replace it. Every process checks; only the one with `write` (the main process) deletes
+        and creates."""
+        run = self.root
+        if not resume and self.is_used() and not overwrite:
+            raise UsageError(
+                f"output_dir {run} already holds a run; pass --resume {run} to continue it, "
+                "--overwrite to replace it, or choose another --output-dir."
+            )
+        if not write:
+            return
+        if not resume and self.is_used():
+            for name in (*RUN_MARKERS, SFT_DIR, IMAGES_DIR, REPORT_FILE, SAMPLES_FILE, BEFORE_AFTER_FILE):
+                target = run / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            for ckpt in self.paths.checkpoints():
+                shutil.rmtree(ckpt)
+        run.mkdir(parents=True, exist_ok=True)
+        for stale in run.glob(".tmp-*"):  # left by a kill during a write
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+    def check_resume(self, new: dict) -> None:
+        """Refuse to resume with a config that differs from config.yaml in a key that changes training."""
+        import yaml
+
+        if not self.paths.config.exists():
+            return
+        old = yaml.safe_load(self.paths.config.read_text()) or {}
+        changed = {k: v for k, v in config_changes(old, new).items() if k not in CONFIG_KEYS_THAT_MAY_CHANGE}
+        if changed:
+            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
+            raise UsageError(
+                f"Cannot resume {self.root} with a different config ({listed}). Only "
+                f"{', '.join(sorted(CONFIG_KEYS_THAT_MAY_CHANGE))} may change on resume; "
+                "start a new run (another --output-dir) to train differently."
+            )
+
+    def write_start(self, config: TrainConfig, heldout: list[str], history: list[dict]) -> None:
+        """config.yaml, heldout.txt, and metrics.jsonl holding `history` (a resumed run's rows)."""
+        from .config import save_config
+
+        save_config(config, self.paths.config)
+        self.paths.heldout.write_text("".join(f"{idea}\n" for idea in heldout))
+        self.paths.metrics.write_text("".join(json.dumps(row) + "\n" for row in history))
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.paths.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    @staticmethod
+    def write_model_info(directory: str | Path, start_model: str, step: int, preset: str | None) -> None:
+        """`promptrl.json` beside a saved model: where it started (recorded portably), its step, its preset."""
+        info = {"start_model": start_model, "step": step, "preset": preset}
+        (Path(directory) / RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+
+    def save_checkpoint(self, step: int, write_model: Callable[[Path], None], state: dict, keep: int) -> Path:
+        """Write `checkpoint-<step>` atomically (model files and trainer state), keep the newest `keep`."""
+        if keep < 1:
+            raise UsageError(f"keep_checkpoints must be at least 1, got {keep}.")
+
+        def write(tmp: Path) -> None:
+            write_model(tmp)
+            save_state(state, tmp / STATE_FILE, tmp / TENSORS_FILE)
+
+        final = write_dir_atomically(self.paths.checkpoint(step), write)
+        for old in self.paths.checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def save_model(self, write_model: Callable[[Path], None]) -> Path:
+        """The final model, written aside and swapped in for `model/`."""
+        return write_dir_atomically(self.paths.model, write_model)
+
+    def save_sft(self, write_model: Callable[[Path], None], losses: list[float]) -> Path:
+        """The supervised warm start in `sft/`, with its losses."""
+
+        def write(tmp: Path) -> None:
+            write_model(tmp)
+            (tmp / SFT_LOSSES_FILE).write_text(json.dumps(losses))
+
+        return write_dir_atomically(self.paths.sft, write)

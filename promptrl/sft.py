@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import SFTConfig
+from .errors import NotFoundError, UsageError
 
 logger = logging.getLogger("promptrl")
 
@@ -24,9 +25,7 @@ def load_corpus(path: str | Path = "bundled") -> list[tuple[str, str]]:
     """Read `idea<TAB>prompt` lines (or bare prompts, whose idea is then empty)."""
     path = BUNDLED_PROMPTS if str(path) == "bundled" else Path(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"SFT corpus {path} does not exist; pass a text file of prompts or idea<TAB>prompt lines."
-        )
+        raise NotFoundError(f"SFT corpus {path} does not exist; pass a text file of prompts or idea<TAB>prompt lines.")
     pairs = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -34,7 +33,7 @@ def load_corpus(path: str | Path = "bundled") -> list[tuple[str, str]]:
         idea, _, prompt = line.partition("\t") if "\t" in line else ("", "", line)
         pairs.append((idea.strip(), prompt.strip()))
     if not pairs:
-        raise ValueError(f"SFT corpus {path} holds no examples.")
+        raise UsageError(f"SFT corpus {path} holds no examples.")
     return pairs
 
 

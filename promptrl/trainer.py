@@ -2,14 +2,14 @@
 
 `PromptTrainer(config).train()` runs it with progress, metrics (JSONL + accelerate trackers),
 image grids, atomic checkpoints that resume exactly, a report and the final model. The output
-directory's layout (and every file name in it) is `rundir.py`'s.
+directory's layout (and every file name in it) is `rundir.Run`'s. The renderer, the rewards and
+the judges load when first used, so the supervised warm start alone loads no image model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,22 +23,24 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from . import rundir
-from .baselines import make_baseline
-from .config import TrainConfig, flatten, save_config
-from .eval_stats import prompt_stats
-from .evaluate import compare_samples, heldout_split, judges_from_config, sample_and_score
-from .generation import PromptGenerator, Rollout
+from .config import TrainConfig, flatten
+from .errors import UsageError, loading
+from .eval.compare import compare_samples, heldout_split, judges_from_config, sample_and_score
+from .eval.stats import MARKDOWN_FILE, prompt_stats
 from .ideas import load_ideas
-from .models import ADAPTER_CONFIG_FILE, ValueHeadModel, check_model_source
+from .paths import check_model_source, save_image_atomically
 from .plots import image_grid, plot_report, write_before_after
-from .ppo import PPOTrainer
+from .ppo.rollback import RollbackGuard
+from .ppo.sampling import PromptGenerator, Rollout
+from .ppo.trainer import PPOTrainer
+from .ppo.value_head import ADAPTER_CONFIG_FILE, ValueHeadModel
 from .rendering import Renderer, RenderOutput, to_pil
-from .rewards import reward_from_config, score, with_terms
-from .rollback import RollbackGuard
+from .rewards import RewardFn, WeightedSum, reward_from_config, score, with_terms
+from .rewards.baselines import make_baseline
 from .seeds import derive_seed, rng_state, set_rng_state
 from .sft import load_corpus, supervised_finetune
+from .standins.tiny import resolve_tiny, unresolve_tiny
 from .timing import Stopwatch
-from .tiny import resolve_tiny, unresolve_tiny
 
 logger = logging.getLogger("promptrl")
 
@@ -67,7 +69,7 @@ class PromptTrainer:
         reward: any reward callable `(images, prompts, ideas) -> Tensor[batch]` or a
             `rewards.WeightedSum`; default: built from `config.rewards`.
         extra_rewards: `{name: (weight, reward_fn)}` added to that reward: your own terms
-            beside the built-in ones.
+            beside the built-in ones (a name the reward already has is refused).
         ideas: list, text file, or `datasets` dataset; default: `config.ideas`.
         accelerator: share an existing `Accelerator` (default: a new one from the config).
         renderer: share an already loaded `Renderer` (default: loaded from `config.render`).
@@ -88,6 +90,8 @@ class PromptTrainer:
         config = resolve_tiny(config)
         self.config = config
         self.output_dir = Path(config.output_dir)
+        self.run = rundir.Run(self.output_dir)
+        """The run directory being written: `run.paths` names its files."""
         self.overwrite = overwrite
         self.accelerator = accelerator or Accelerator(
             mixed_precision=config.ppo.mixed_precision,
@@ -96,25 +100,21 @@ class PromptTrainer:
         )
         check_model_source(config.policy.model, "policy.model")
         check_model_source(config.policy.tokenizer or config.policy.model, "policy.tokenizer")
-        self.tokenizer = AutoTokenizer.from_pretrained(config.policy.tokenizer or config.policy.model)
+        with loading("tokenizer", config.policy.tokenizer or config.policy.model):
+            self.tokenizer = AutoTokenizer.from_pretrained(config.policy.tokenizer or config.policy.model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.ideas, self.heldout = heldout_split(
             load_ideas(ideas if ideas is not None else config.ideas), config.eval.heldout, config.seed
         )
-        device = self.accelerator.device
-        self.reward = reward if reward is not None else reward_from_config(config.rewards, device)
-        if extra_rewards:
-            self.reward = with_terms(self.reward, extra_rewards)
-        if renderer is None:
-            render_cfg = (
-                config.render if config.render.device else dataclasses.replace(config.render, device=str(device))
-            )
-            renderer = Renderer(render_cfg)
-        self.renderer = renderer
-        self.judges = None
-        if self.heldout:
-            self.judges = judges_from_config(config, device)
+        self.extra_rewards = dict(extra_rewards or {})
+        configured = [spec.get("name", spec.get("type")) for spec in config.rewards.terms] if reward is None else []
+        clash = sorted(set(configured) & set(self.extra_rewards))
+        if clash:  # refused now, before anything loads
+            raise UsageError(f"reward term name(s) {clash} are taken by the reward already; name yours differently")
+        self._reward = with_terms(reward, self.extra_rewards) if reward is not None and extra_rewards else reward
+        self._renderer = renderer
+        self._judges: WeightedSum | None = None
         self.baseline = make_baseline(config.rewards.baseline)
         self.step = 0
         self.history: list[dict] = []
@@ -125,13 +125,54 @@ class PromptTrainer:
         self.guard: RollbackGuard | None = None
         self.generator: PromptGenerator | None = None
         self.before: list[dict] | None = None
+        """Samples of the start model on fixed ideas (prompt, reward, image each), once sampled."""
+        self.after: list[dict] | None = None
+        """The same ideas sampled by the final model, once the run has finished."""
         self.heldout_eval = None
+        """`EvalResult` of the start model against the final one on the held-out ideas, once finished."""
+        self.phase = "created"
+        """What the trainer is doing: created, warm start, loading, sampling the start model,
+        training, finishing, finished."""
+
+    # -- what loads on first use ----------------------------------------------------------------
+    @property
+    def reward(self) -> RewardFn:
+        """The reward: the one given, else `config.rewards`, with `extra_rewards` beside it."""
+        if self._reward is None:
+            built = reward_from_config(self.config.rewards, self.accelerator.device)
+            self._reward = with_terms(built, self.extra_rewards) if self.extra_rewards else built
+        return self._reward
+
+    @property
+    def renderer(self) -> Renderer:
+        """The diffusers pipeline (the one given, else `config.render`'s, on the trainer's device)."""
+        if self._renderer is None:
+            render = self.config.render
+            if not render.device:
+                render = dataclasses.replace(render, device=str(self.accelerator.device))
+            self._renderer = Renderer(render)
+        return self._renderer
+
+    @reward.setter
+    def reward(self, reward: RewardFn) -> None:
+        self._reward = reward
+
+    @renderer.setter
+    def renderer(self, renderer: Renderer) -> None:
+        self._renderer = renderer
+
+    @property
+    def judges(self) -> WeightedSum | None:
+        """The held-out judges (`eval.judges`), or None when no ideas are held out."""
+        if self._judges is None and self.heldout:
+            self._judges = judges_from_config(self.config, self.accelerator.device)
+        return self._judges
 
     # -- set-up ------------------------------------------------------------------------------
     def warm_start(self) -> str:
         """Supervised fine-tuning on the SFT corpus; returns the directory of the result."""
         cfg = self.config
-        out = self.output_dir / rundir.SFT_DIR
+        self.phase = "warm start"
         model = ValueHeadModel.from_pretrained(cfg.policy.model).to(self.accelerator.device)
         losses = supervised_finetune(
             model,
@@ -143,24 +184,25 @@ class PromptTrainer:
             progress=cfg.progress,
         )
         if self.accelerator.is_main_process:
-            model.save_pretrained(out)
-            self.tokenizer.save_pretrained(out)
-            (out / "sft_losses.json").write_text(json.dumps(losses))
+
+            def write(directory: Path) -> None:
+                model.save_pretrained(directory)
+                self.tokenizer.save_pretrained(directory)
+
+            self.run.save_sft(write, losses)
         self.accelerator.wait_for_everyone()
-        return str(out)
+        return str(self.run.paths.sft)
 
     def setup(self, resume: str | Path | None = None) -> None:
         """Load the policy (from a checkpoint when resuming), the reference and the PPO trainer."""
         cfg = self.config
         set_seed(cfg.seed)
         state = None
-        rundir.prepare(
-            self.output_dir, resume=resume is not None, overwrite=self.overwrite, write=self.accelerator.is_main_process
-        )
+        self.run.prepare(resume=resume is not None, overwrite=self.overwrite, write=self.accelerator.is_main_process)
         self.accelerator.wait_for_everyone()
         if resume is not None:
             ckpt, state = rundir.load_checkpoint(resume)
-            rundir.check_resume_config(ckpt.parent, self.given_config.to_dict())
+            rundir.Run(ckpt.parent).check_resume(self.given_config.to_dict())
             self.start_record = state["start_model"]
             self.start_model = resolve_tiny(rundir.resolve_recorded(self.start_record, ckpt.parent))
             policy_source = str(ckpt)
@@ -170,6 +212,7 @@ class PromptTrainer:
                 self.start_model = self.warm_start()
                 self.start_record = rundir.portable(self.start_model, self.output_dir)
             policy_source = self.start_model
+        self.phase = "loading"
         peft_config = cfg.policy.peft_config()
         from_ckpt_peft = resume is not None and (Path(policy_source) / ADAPTER_CONFIG_FILE).exists()
         policy = ValueHeadModel.from_pretrained(policy_source, peft_config=None if from_ckpt_peft else peft_config)
@@ -188,11 +231,7 @@ class PromptTrainer:
                 self.baseline.load_state_dict(state["baseline"])
             set_rng_state(state["rng"])
         if self.accelerator.is_main_process:
-            save_config(self.given_config, self.output_dir / rundir.CONFIG_FILE)
-            (self.output_dir / rundir.HELDOUT_FILE).write_text("".join(f"{idea}\n" for idea in self.heldout))
-            with open(self.output_dir / rundir.METRICS_FILE, "w") as f:
-                for row in self.history:
-                    f.write(json.dumps(row) + "\n")
+            self.run.write_start(self.given_config, self.heldout, self.history)
         if cfg.trackers:
             flat = {k: v for k, v in flatten(cfg.to_dict(), sep="/").items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers("promptrl", config=flat)
@@ -270,7 +309,7 @@ class PromptTrainer:
         if save_images and self.accelerator.is_main_process:
             captions = [f"{r:.3f} | {p}" for r, p in zip(batch.total.tolist(), render.prompts)]
             grid = image_grid(to_pil(render.images), captions)
-            rundir.save_image_atomically(grid, self.output_dir / rundir.IMAGES_DIR / f"step_{self.step:06d}.png")
+            save_image_atomically(grid, self.run.paths.image(self.step))
         return metrics
 
     # -- the loop ------------------------------------------------------------------------------
@@ -284,13 +323,19 @@ class PromptTrainer:
         """Run until `config.steps` (or `steps` more) steps are done; returns the metrics history.
 
         `callback(metrics)` runs after every step; `should_stop()` ends the run early (with a
-        checkpoint and the final artefacts).
+        checkpoint and the final artefacts). A stop asked for before the first step returns
+        before any step, leaving the final artefacts unwritten. `phase` says where it is.
         """
         cfg = self.config
+        stopped = should_stop or (lambda: False)
         if self.ppo is None:
             self.setup(resume)
         if self.before is None:
-            self.before = self.evaluate()
+            self.phase = "sampling the start model"
+            self.before = self.before_after_samples()
+        if stopped():
+            return self.history
+        self.phase = "training"
         total = cfg.steps if steps is None else self.step + steps
         bar = tqdm(
             total=total, initial=self.step, desc="ppo", disable=not cfg.progress or not self.accelerator.is_main_process
@@ -305,7 +350,7 @@ class PromptTrainer:
             bar.set_postfix(reward=f"{metrics['reward/total/mean']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
             if callback is not None:
                 callback(metrics)
-            stop = should_stop is not None and should_stop()
+            stop = stopped()
             if (cfg.save_every > 0 and self.step % cfg.save_every == 0) or stop or self.step == total:
                 self.save_checkpoint()
             if stop:
@@ -317,8 +362,7 @@ class PromptTrainer:
     def _log(self, metrics: dict) -> None:
         if not self.accelerator.is_main_process:
             return
-        with open(self.output_dir / rundir.METRICS_FILE, "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        self.run.append_metrics(metrics)
         if self.config.trackers:
             self.accelerator.log(metrics, step=metrics["step"])
 
@@ -337,20 +381,20 @@ class PromptTrainer:
             "start_model": self.start_record,
             "baseline": self.baseline.state_dict(),
         }
-        return rundir.save_checkpoint(self.output_dir, self.step, self._save_model, state, self.config.keep_checkpoints)
+        return self.run.save_checkpoint(self.step, self._save_model, state, self.config.keep_checkpoints)
 
     def _save_model(self, directory: Path) -> None:
         """Policy and tokenizer in `save_pretrained` format, plus `promptrl.json` naming the
         starting model (what the app compares against)."""
         self.ppo.policy.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        info = {"start_model": self.start_record, "step": self.step, "preset": self.config.preset}
-        (Path(directory) / rundir.RUN_INFO_FILE).write_text(json.dumps(info, indent=2))
+        self.run.write_model_info(directory, self.start_record, self.step, self.config.preset)
 
     @torch.no_grad()
-    def evaluate(self, ideas: list[str] | None = None) -> list[dict]:
-        """Prompts, rewards and images for fixed ideas, sampled with a fixed seed that leaves the
-        training RNG untouched."""
+    def before_after_samples(self, ideas: list[str] | None = None) -> list[dict]:
+        """Prompts, rewards and images for fixed ideas (default: the first `eval_ideas`), sampled
+        with a fixed seed that leaves the training RNG untouched: `before` and `after` are these
+        for the start model and the final one."""
         ideas = ideas or self.ideas[: self.config.eval_ideas]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.config.seed, "before-after"))
@@ -393,31 +437,32 @@ class PromptTrainer:
         """`evaluate.EvalResult` of the start model against the policy on the held-out ideas."""
         e = self.config.eval
         base, tuned = self._heldout_samples(base=True), self._heldout_samples()
-        names = {"base": str(self.start_model), "tuned": str(self.output_dir / rundir.MODEL_DIR)}
+        names = {"base": str(self.start_model), "tuned": str(self.run.paths.model)}
         return compare_samples(base, tuned, self.heldout, e.seed, e.bootstrap, names)
 
     def finish(self) -> None:
         """Final model, report.png, before/after table and grid, held-out comparison."""
+        self.phase = "finishing"
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
+            self.phase = "finished"
             return
-        after = self.evaluate([b["idea"] for b in self.before])
-        rundir.write_dir_atomically(self.output_dir / rundir.MODEL_DIR, self._save_model)
+        self.after = self.before_after_samples([b["idea"] for b in self.before])
+        paths = self.run.paths
+        self.run.save_model(self._save_model)
         if self.history:
-            plot_report(self.history, self.output_dir / rundir.REPORT_FILE)
-        samples = self.output_dir / rundir.SAMPLES_FILE
-        write_before_after(self.before, after, samples, self.output_dir / rundir.BEFORE_AFTER_FILE)
-        self.after = after
+            plot_report(self.history, paths.report)
+        write_before_after(self.before, self.after, paths.samples, paths.before_after)
         if self.heldout:
             logger.info("Comparing the start model with the tuned one on %d held-out ideas", len(self.heldout))
             self.heldout_eval = self.heldout_comparison()
-            self.heldout_eval.save(self.output_dir / rundir.EVAL_DIR)
-            with open(samples, "a") as f:
+            self.heldout_eval.save(paths.eval)
+            with open(paths.samples, "a") as f:
                 f.write("\n## Held-out ideas (never trained on): start model against final model\n\n")
                 f.write(self.heldout_eval.markdown().split("\n", 2)[2])  # without its title line
             logger.info(
                 "Held-out comparison (%s):\n%s",
-                self.output_dir / rundir.EVAL_DIR / "eval.md",
+                paths.eval / MARKDOWN_FILE,
                 self.heldout_eval.summary(),
             )
         if self.config.trackers:

@@ -2,8 +2,8 @@
 
     python tests/mutants.py [--jobs 2] [--only NAME ...]      (or: make mutants)
 
-Each mutant replaces one exact snippet of the PPO code (`promptrl/ppo*.py`, `core.py`, the
-sampling recorder in `generation.py`) in a copy of the package (the working tree is never
+Each mutant replaces one exact snippet of the PPO code (`promptrl/ppo/`: the trainer, `core.py`,
+the sampling recorder in `sampling.py`) in a copy of the package (the working tree is never
 touched), then runs the fast PPO tests against the copy (the two-process test instead, for
 the mutants only two processes can show).
 A mutant the tests do not fail on "survives": either a test is missing, or the mutant does not
@@ -43,38 +43,38 @@ class Mutant:
 
 
 def m(name: str, file: str, original: str, replacement: str, tests: tuple[str, ...] = ()) -> Mutant:
-    return Mutant(name, f"promptrl/{file}", original, replacement, tests)
+    return Mutant(name, f"promptrl/ppo/{file}", original, replacement, tests)
 
 
 MUTANTS = [
     # rewards: the per-token KL penalty and where the score lands
     m(
         "kl sign flipped",
-        "ppo.py",
+        "trainer.py",
         "kl = (logprobs - ref_logprobs) * mask",
         "kl = (ref_logprobs - logprobs) * mask",
     ),
     m(
         "penalty sign flipped",
-        "ppo.py",
+        "trainer.py",
         "non_score = -self.kl_ctl.value * kl",
         "non_score = self.kl_ctl.value * kl",
     ),
     m(
         "score on the last column, not the last real token",
-        "ppo.py",
+        "trainer.py",
         "last = mask.sum(1).long() - 1",
         "last = torch.full_like(mask.sum(1).long(), mask.shape[1] - 1)",
     ),
     m(
         "score on the first token",
-        "ppo.py",
+        "trainer.py",
         "last = mask.sum(1).long() - 1",
         "last = mask.sum(1).long() * 0",
     ),
     m(
         "reference log-probs from the policy",
-        "ppo.py",
+        "trainer.py",
         "ref_lp, _, _ = self._forward(self.ref_model, batch)",
         "ref_lp, _, _ = self._forward(policy, batch)",
     ),
@@ -111,25 +111,25 @@ MUTANTS = [
     ),
     m(
         "cliprange option ignored (its default used)",
-        "ppo.py",
+        "trainer.py",
         "            cfg.cliprange,\n",
         "            0.2,\n",
     ),
     m(
         "cliprange_value option ignored (its default used)",
-        "ppo.py",
+        "trainer.py",
         "            cfg.cliprange_value,\n",
         "            0.2,\n",
     ),
     m(
         "vf_coef option ignored (its default used)",
-        "ppo.py",
+        "trainer.py",
         "            cfg.vf_coef,\n",
         "            0.1,\n",
     ),
     m(
         "mixed_precision option ignored",
-        "ppo.py",
+        "trainer.py",
         "Accelerator(mixed_precision=self.config.mixed_precision)",
         "Accelerator()",
     ),
@@ -142,14 +142,14 @@ MUTANTS = [
     # advantages
     m(
         "advantages not whitened",
-        "ppo.py",
+        "trainer.py",
         "advantages = whiten(advantages, mask, global_batch=True)",
         "advantages = advantages",
     ),
-    m("whiten_rewards ignored", "ppo.py", "if cfg.whiten_rewards:", "if False:"),
+    m("whiten_rewards ignored", "trainer.py", "if cfg.whiten_rewards:", "if False:"),
     m(
         "gamma and lam swapped",
-        "ppo.py",
+        "trainer.py",
         "compute_advantages(rollout.values, rewards, mask, cfg.gamma, cfg.lam)",
         "compute_advantages(rollout.values, rewards, mask, cfg.lam, cfg.gamma)",
     ),
@@ -201,28 +201,28 @@ MUTANTS = [
     ),
     m(
         "KL controller sees one step",
-        "ppo.py",
+        "trainer.py",
         "self.kl_ctl.update(global_kl, len(queries) * self.accelerator.num_processes)",
         "self.kl_ctl.update(global_kl, 1)",
     ),
     m(
         "KL controller fed the mean score",
-        "ppo.py",
+        "trainer.py",
         "global_kl = self.accelerator.reduce(kl.sum(1).mean()",
         "global_kl = self.accelerator.reduce(scores.mean()",
     ),
     # score scaling
-    m("score_clip ignored", "ppo.py", "if cfg.score_clip is not None:", "if False:"),
+    m("score_clip ignored", "trainer.py", "if cfg.score_clip is not None:", "if False:"),
     m(
         "use_score_norm ignored",
-        "ppo.py",
+        "trainer.py",
         "scores = (scores - mean) / std if cfg.use_score_norm else scores / std",
         "scores = scores / std",
     ),
-    m("use_score_scaling ignored", "ppo.py", "if cfg.use_score_scaling:", "if False:"),
+    m("use_score_scaling ignored", "trainer.py", "if cfg.use_score_scaling:", "if False:"),
     m(
         "score std floor removed",
-        "ppo.py",
+        "trainer.py",
         "if std < SCORE_STD_MIN * max(1.0, abs(mean)):",
         "if False:",
     ),
@@ -233,82 +233,82 @@ MUTANTS = [
         "self.mean += delta",
     ),
     # minibatching, accumulation, early stopping, the ratio guard, clipping
-    m("gradients never zeroed", "ppo.py", "        self.optimizer.zero_grad()\n", "        pass\n"),
+    m("gradients never zeroed", "trainer.py", "        self.optimizer.zero_grad()\n", "        pass\n"),
     m(
         "accumulated loss not scaled",
-        "ppo.py",
+        "trainer.py",
         "self.accelerator.backward(loss * scale)",
         "self.accelerator.backward(loss)",
     ),
     m(
         "a short last group is not stepped",
-        "ppo.py",
+        "trainer.py",
         "if trained:  # the group's last step",
         "if trained and len(group) == gas:  # the group's last step",
     ),
-    m("accumulation ignored", "ppo.py", "gas = cfg.gradient_accumulation_steps", "gas = 1"),
+    m("accumulation ignored", "trainer.py", "gas = cfg.gradient_accumulation_steps", "gas = 1"),
     m(
         "early stopping inverted",
-        "ppo.py",
+        "trainer.py",
         "approxkl > 1.5 * cfg.target_kl",
         "approxkl < 1.5 * cfg.target_kl",
     ),
     m(
         "early stopping only at the end of an epoch",
-        "ppo.py",
+        "trainer.py",
         "                    if stopped:\n                        break\n",
         "",
     ),
     m(
         "ratio guard inverted",
-        "ppo.py",
+        "trainer.py",
         "ratio > cfg.ratio_threshold",
         "ratio < cfg.ratio_threshold",
     ),
     m(
         "skipped minibatch still trained",
-        "ppo.py",
+        "trainer.py",
         '            return stats, "skip"',
         "            pass",
     ),
     m(
         "gradient clipping removed",
-        "ppo.py",
+        "trainer.py",
         "self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)",
         "pass",
     ),
-    m("mini_batch_size ignored", "ppo_batch.py", "size = min(size, len(perm))", "size = len(perm)"),
-    m("group_by_length ignored", "ppo_batch.py", "if group_by_length:", "if False:"),
+    m("mini_batch_size ignored", "batch.py", "size = min(size, len(perm))", "size = len(perm)"),
+    m("group_by_length ignored", "batch.py", "if group_by_length:", "if False:"),
     m(
         "grouped minibatches not weighted by their tokens",
-        "ppo.py",
+        "trainer.py",
         "weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if cfg.group_by_length else 1.0",
         "weight = 1.0",
     ),
-    m("forward_batch_size ignored", "ppo.py", "fbs = self.config.forward_batch_size", "fbs = n"),
-    m("one epoch only", "ppo.py", "for _ in range(cfg.ppo_epochs)]", "for _ in range(1)]"),
+    m("forward_batch_size ignored", "trainer.py", "fbs = self.config.forward_batch_size", "fbs = n"),
+    m("one epoch only", "trainer.py", "for _ in range(cfg.ppo_epochs)]", "for _ in range(1)]"),
     # forward pass: alignment, positions, temperature
     m(
         "temperature ignored",
-        "ppo.py",
+        "trainer.py",
         "logits = logits / self.config.temperature",
         "logits = logits",
     ),
     m(
         "position ids dropped",
-        "ppo.py",
+        "trainer.py",
         "position_ids=batch.position_ids[:, :-1],",
         "position_ids=None,",
     ),
     m(
         "log-probs of the token each position sees, not the next one",
-        "ppo.py",
+        "trainer.py",
         "batch.input_ids[:, batch.q_len :, None]",
         "batch.input_ids[:, batch.q_len - 1 : -1, None]",
     ),
     m(
         "values shifted by one",
-        "ppo.py",
+        "trainer.py",
         "values[:, -batch.r_len :]",
         "values[:, -batch.r_len - 1 : -1]",
     ),
@@ -340,47 +340,47 @@ MUTANTS = [
     # numbers recorded while sampling
     m(
         "recorded values not used",
-        "ppo.py",
+        "trainer.py",
         'for name in ("logprobs", "values", "entropy"):',
         'for name in ("logprobs", "entropy"):',
     ),
     m(
         "policy pass runs despite the record",
-        "ppo.py",
+        "trainer.py",
         "if recorded is None:\n                    lp, v, all_lp",
         "if True:\n                    lp, v, all_lp",
     ),
-    m("record not checked", "ppo.py", "            check_recorded(recorded, responses)", "            pass"),
+    m("record not checked", "trainer.py", "            check_recorded(recorded, responses)", "            pass"),
     m(
         "recorder ignores the temperature",
-        "generation.py",
+        "sampling.py",
         "output[:, -1].float() / self.temperature",
         "output[:, -1].float()",
     ),
     m(
         "recorder values from the first position",
-        "generation.py",
+        "sampling.py",
         "hidden = args[0][:, -1]",
         "hidden = args[0][:, 0]",
     ),
     # decisions on the numbers of all processes, not one process's own
     m(
         "KL controller fed the process's own KL",
-        "ppo.py",
+        "trainer.py",
         'global_kl = self.accelerator.reduce(kl.sum(1).mean(), reduction="mean").item()',
         "global_kl = kl.sum(1).mean().item()",
         DISTRIBUTED,
     ),
     m(
         "advantages whitened per process",
-        "ppo.py",
+        "trainer.py",
         "advantages = whiten(advantages, mask, global_batch=True)",
         "advantages = whiten(advantages, mask)",
         DISTRIBUTED,
     ),
     m(
         "guards decide on the process's own minibatch",
-        "ppo.py",
+        "trainer.py",
         "        approxkl, ratio = global_mean(\n"
         '            torch.stack([stats["ppo/policy/approxkl"], stats["ppo/policy/ratio"]]), stats["ppo/tokens"]\n'
         "        ).tolist()",
@@ -390,14 +390,14 @@ MUTANTS = [
     # validation before state moves
     m(
         "scores scaled before the inputs are checked",
-        "ppo.py",
+        "trainer.py",
         "        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)\n",
         "        self._scale_scores(torch.as_tensor(scores, dtype=torch.float))\n"
         "        queries, responses, raw_scores = self._check_inputs(queries, responses, scores)\n",
     ),
     m(
         "position limit unchecked",
-        "ppo_batch.py",
+        "batch.py",
         "if len(q) + len(r) > max_positions:",
         "if False:",
     ),
@@ -457,7 +457,7 @@ def main() -> int:
     chosen = [mu for mu in MUTANTS if not args.only or mu.name in args.only]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promptrl-mutants-") as tmp:
-        baseline = Mutant("baseline", "promptrl/ppo.py", "class PPOTrainer:", "class PPOTrainer:")
+        baseline = Mutant("baseline", "promptrl/ppo/trainer.py", "class PPOTrainer:", "class PPOTrainer:")
         if run_one(baseline, Path(tmp))[1]:
             print("The PPO tests fail without any mutant: fix them first.")
             return 1

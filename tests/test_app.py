@@ -279,22 +279,20 @@ def test_a_short_training_run_finishes_with_plots_samples_and_a_checkpoint(serve
 
 
 def test_a_trained_run_is_served_against_its_starting_model(served):
-    from promptrl.app import build_app, find_run, find_start_model
+    from promptrl.app import build_app
 
     demo = served[0]
     run_dir = demo.training.output_dir
     if run_dir is None or not (run_dir / "model").exists():
         pytest.skip("needs the training run of the test above")
     tiny_policy = demo.models.policy_dir
-    assert find_run(run_dir) == (run_dir / "model", run_dir)
-    assert find_run(run_dir / "checkpoint-000001") == (run_dir / "checkpoint-000001", run_dir)
-    assert find_start_model(run_dir / "model", run_dir) == (tiny_policy, "recorded in promptrl.json")
-    assert find_start_model(run_dir / "checkpoint-000001", run_dir) == (tiny_policy, "recorded in promptrl.json")
+    for given, served_model in ((run_dir, run_dir / "model"), (run_dir / "checkpoint-000001", None)):
+        app = build_app(model_dir=str(given), preload=False)
+        assert app.models.policy_dir == str(served_model or given) and app.models.start_dir == tiny_policy
+        assert app.models.start_note == "recorded in promptrl.json" and not app.models.same_model
     (run_dir / "checkpoint-000001" / "promptrl.json").unlink()  # a run without the record: its config
-    assert find_start_model(run_dir / "checkpoint-000001", run_dir) == (tiny_policy, "the run's config.yaml")
-    app = build_app(model_dir=str(run_dir), preload=False)
-    assert app.models.policy_dir == str(run_dir / "model") and app.models.start_dir == tiny_policy
-    assert not app.models.same_model
+    app = build_app(model_dir=str(run_dir / "checkpoint-000001"), preload=False)
+    assert (app.models.start_dir, app.models.start_note) == (tiny_policy, "the run's config.yaml")
     assert build_app(model_dir=str(run_dir), base_dir=str(run_dir / "model"), preload=False).models.same_model
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from promptrl.baselines import (
+from promptrl.config import RewardsConfig
+from promptrl.rewards.baselines import (
     BASELINES,
     GroupNormalization,
     NoBaseline,
     PerIdeaBaseline,
     make_baseline,
 )
-from promptrl.config import RewardsConfig
 
 
 def test_make_baseline_builds_every_configurable_one():

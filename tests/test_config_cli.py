@@ -149,10 +149,10 @@ def test_score_defaults_to_the_default_preset(capsys):
 def test_generate_samples_as_its_model_was_trained_to(tmp_path, monkeypatch):
     import shutil
 
-    from promptrl import generation
     from promptrl.config import save_config
+    from promptrl.ppo import sampling as generation
     from promptrl.presets import TEMPLATE
-    from promptrl.tiny import tiny_assets
+    from promptrl.standins.tiny import tiny_assets
 
     used = []
     real = generation.PromptGenerator

@@ -1,4 +1,4 @@
-"""The PPO math in promptrl.core against hand-computed values and numpy."""
+"""The PPO math in promptrl.ppo.core against hand-computed values and numpy."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from promptrl.core import (
+from promptrl.ppo.core import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,

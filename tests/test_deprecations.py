@@ -13,7 +13,7 @@ from conftest import byte_tokenizer
 
 import promptrl
 from promptrl.rendering import RenderConfig, Renderer
-from promptrl.tiny import build_tiny_pipeline
+from promptrl.standins.tiny import build_tiny_pipeline
 
 PACKAGE = Path(promptrl.__file__).resolve().parent
 
@@ -72,7 +72,7 @@ def test_our_own_calls_raise_no_deprecation_warnings(arch, lora, request, lora_c
     import torch
 
     from promptrl import PPOConfig, PPOTrainer, ValueHeadModel
-    from promptrl.generation import PromptGenerationConfig, PromptGenerator
+    from promptrl.ppo.sampling import PromptGenerationConfig, PromptGenerator
 
     lm_dir, tokenizer = request.getfixturevalue(f"{arch}_dir"), byte_tokenizer()
     with deprecations_we_call() as ours:

@@ -10,8 +10,7 @@ import pytest
 
 from promptrl.cli import main
 from promptrl.config import load_config
-from promptrl.eval_run import evaluate_model
-from promptrl.evaluate import (
+from promptrl.eval.compare import (
     added_words,
     bootstrap_indices,
     heldout_split,
@@ -19,9 +18,10 @@ from promptrl.evaluate import (
     prompt_stats,
     resolve_judges,
 )
+from promptrl.eval.evaluate import evaluate_model
 from promptrl.ideas import load_ideas
 from promptrl.plots import plot_report
-from promptrl.tiny import resolve_tiny
+from promptrl.standins.tiny import resolve_tiny
 from promptrl.trainer import PromptTrainer
 
 # A reward the tiny policy learns in a dozen steps: the penalty for words beyond the first

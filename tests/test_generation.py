@@ -11,7 +11,7 @@ import torch
 from conftest import EOS_ID, byte_tokenizer
 from torch import nn
 
-from promptrl.generation import (
+from promptrl.ppo.sampling import (
     PromptGenerationConfig,
     PromptGenerator,
     cut_at_stop,
@@ -19,7 +19,7 @@ from promptrl.generation import (
     newline_token_ids,
     respond_to_batch,
 )
-from promptrl.models import ValueHeadModel
+from promptrl.ppo.value_head import ValueHeadModel
 
 TEMPLATE = "Idea: {idea}\nPrompt:"
 

@@ -7,7 +7,7 @@ import torch
 
 from promptrl.bloom import BloomHeadWithValueModel
 from promptrl.gpt2 import GPT2HeadWithValueModel
-from promptrl.models import VALUE_HEAD_FILE, ValueHeadModel
+from promptrl.ppo.value_head import VALUE_HEAD_FILE, ValueHeadModel
 
 # Tiny models gain nothing from a second thread, and lose a lot on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,7 +71,7 @@ def test_tanh_gelus_run_fused_with_the_same_outputs_and_gradients(lm_dir):
     gradients as the stock model, to float rounding."""
     from transformers import AutoModelForCausalLM
 
-    from promptrl.models import TanhGELU, _tanh_gelu_classes
+    from promptrl.ppo.value_head import TanhGELU, _tanh_gelu_classes
 
     x = torch.linspace(-6, 6, 1201, requires_grad=True)
     for slow in _tanh_gelu_classes():  # where exact GELU and its tanh approximation differ most

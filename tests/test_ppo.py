@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import assert_same_state
 
 from promptrl import PPOConfig, PPOTrainer, ValueHeadModel, respond_to_batch
-from promptrl.ppo_batch import PackedBatch
+from promptrl.ppo.batch import PackedBatch
 
 # Tiny models gain nothing from a second thread, and lose a lot on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,7 +80,7 @@ def test_seed_readme_example(arch, request):
 
         from promptrl.bloom import BloomHeadWithValueModel as HeadModel
         from promptrl.bloom import respond_to_batch
-    from promptrl.ppo import PPOTrainer
+    from promptrl.ppo.trainer import PPOTrainer
 
     gpt2_model = HeadModel.from_pretrained(path)
     gpt2_model_ref = HeadModel.from_pretrained(path)
@@ -244,7 +244,7 @@ def test_bad_input_raises_before_anything_changes(gpt2_dir):
 def _sample(model, path, temperature=1.0, top_k=0, seed=0):
     from transformers import AutoTokenizer
 
-    from promptrl.generation import PromptGenerationConfig, PromptGenerator
+    from promptrl.ppo.sampling import PromptGenerationConfig, PromptGenerator
 
     config = PromptGenerationConfig(max_new_tokens=10, temperature=temperature, top_k=top_k)
     generator = PromptGenerator(model, AutoTokenizer.from_pretrained(path), config)

@@ -210,7 +210,7 @@ def test_fixed_kl_coefficient_never_moves(gpt2_dir):
 
 # -- GAE and whitening inside step ---------------------------------------------------------------
 def test_step_passes_gamma_and_lam_and_whitens_advantages(gpt2_dir, monkeypatch):
-    import promptrl.ppo as ppo
+    import promptrl.ppo.trainer as ppo
 
     seen = {}
     compute = ppo.compute_advantages

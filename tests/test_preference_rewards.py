@@ -15,7 +15,7 @@ from promptrl.rewards import (
     hps_clip,
     score,
 )
-from promptrl.tiny import tiny_assets
+from promptrl.standins.tiny import tiny_assets
 
 IDEAS = ["a lighthouse in a storm", "a fox", "a forest"]
 PROMPTS = ["a lighthouse in a storm, oil painting", "a red fox, watercolor", "a misty forest"]

@@ -1,4 +1,4 @@
-"""The path a Colab user takes, against an offline stand-in hub (promptrl/standin_hub.py).
+"""The path a Colab user takes, against an offline stand-in hub (promptrl/standins/hub.py).
 
 Every command here names the real repositories (`bigscience/bloom-560m`, `gpt2`,
 `stabilityai/sd-turbo`, open_clip's `ViT-L-14`/`openai`, the aesthetic predictor's `hf://`
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from promptrl.rundir import LOG_FILE
-from promptrl.standin_hub import standin_env
+from promptrl.standins.hub import standin_env
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from promptrl.rendering import RenderConfig, Renderer, idea_seed, load_pipeline
-from promptrl.tiny import tiny_assets
+from promptrl.standins.tiny import tiny_assets
 
 PROMPTS = [
     "a lighthouse in a storm",

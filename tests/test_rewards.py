@@ -9,8 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from promptrl.baselines import PerIdeaBaseline
-from promptrl.clip_rewards import AestheticMLP
 from promptrl.rewards import (
     AestheticReward,
     ClipModel,
@@ -23,7 +21,9 @@ from promptrl.rewards import (
     score,
     with_terms,
 )
-from promptrl.tiny import tiny_assets
+from promptrl.rewards.baselines import PerIdeaBaseline
+from promptrl.rewards.clip import AestheticMLP
+from promptrl.standins.tiny import tiny_assets
 
 PROMPTS = ["a lighthouse in a storm, oil painting", "a red fox, watercolor", "a misty forest"]
 IDEAS = ["a lighthouse in a storm", "a fox", "a forest"]
@@ -84,7 +84,7 @@ def test_text_embeddings_encode_each_distinct_text_once(assets, monkeypatch):
     assert calls == [1]  # only the unseen text, once
     torch.testing.assert_close(again[0], fresh[1])
     torch.testing.assert_close(again[1], again[3])
-    monkeypatch.setattr("promptrl.embedders.TEXT_CACHE_SIZE", 2)
+    monkeypatch.setattr("promptrl.rewards.embedders.TEXT_CACHE_SIZE", 2)
     clip.text_embeddings(["x"])
     assert list(clip._texts) == ["a new idea", "x"]  # the oldest are dropped
 

@@ -18,7 +18,9 @@ from PIL import Image
 from promptrl import rundir
 from promptrl.cli import main
 from promptrl.config import load_config
-from promptrl.rollback import NonFiniteError
+from promptrl.paths import inside, save_image_atomically, write_dir_atomically
+from promptrl.ppo.rollback import NonFiniteError
+from promptrl.state import load_state, save_state
 from promptrl.trainer import PromptTrainer
 
 BASE = [
@@ -66,9 +68,9 @@ def test_state_round_trips_as_json_and_safetensors(tmp_path):
         "none": None,
         "__odd": ["x"],
     }
-    rundir.save_state(state, tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {rundir.STATE_FILE, rundir.TENSORS_FILE}
-    back = rundir.load_state(tmp_path)
+    save_state(state, tmp_path / "s.json", tmp_path / "s.safetensors")
+    assert {p.name for p in tmp_path.iterdir()} == {"s.json", "s.safetensors"}
+    back = load_state(tmp_path / "s.json", tmp_path / "s.safetensors")
     assert back["step"] == 7 and back["lr"] == 1.41e-5 and np.isnan(back["nan"]) and back["none"] is None
     assert torch.equal(back["t"], state["t"]) and back["__odd"] == ["x"]
     assert back["rng"][0] == random_state[0] and np.array_equal(back["rng"][1], random_state[1])
@@ -76,7 +78,7 @@ def test_state_round_trips_as_json_and_safetensors(tmp_path):
     assert torch.equal(back["by_int"][0]["exp_avg"], torch.ones(2)) and back["by_int"][1] == (1, 2)
     assert back["img"].tobytes() == state["img"].tobytes()
     with pytest.raises(TypeError, match="only data"):
-        rundir.save_state({"f": print}, tmp_path)
+        save_state({"f": print}, tmp_path / "s.json", tmp_path / "s.safetensors")
 
 
 def test_a_poisoned_pickle_checkpoint_is_never_unpickled(tmp_path, capsys):
@@ -176,9 +178,9 @@ def test_a_kill_while_writing_leaves_the_old_model(tmp_path):
         raise KeyboardInterrupt  # killed mid-write
 
     with pytest.raises(KeyboardInterrupt):
-        rundir.write_dir_atomically(final, torn)
+        write_dir_atomically(final, torn)
     assert (final / "weights").read_text() == "old"
-    rundir.prepare(tmp_path, resume=True, overwrite=False)  # the next start clears the leftovers
+    rundir.Run(tmp_path).prepare(resume=True, overwrite=False)  # the next start clears the leftovers
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
@@ -216,8 +218,8 @@ def test_non_finite_steps_are_rolled_back_then_stop_the_run(tmp_path):
 def test_pollers_never_see_a_grid_being_written(tmp_path):
     (tmp_path / rundir.IMAGES_DIR).mkdir()
     (tmp_path / rundir.IMAGES_DIR / ".tmp-step_000002.png").write_bytes(b"\x89PNG half")
-    rundir.save_image_atomically(Image.new("RGB", (2, 2)), tmp_path / rundir.IMAGES_DIR / "step_000001.png")
-    assert [p.name for p in rundir.image_grids(tmp_path)] == ["step_000001.png"]
+    save_image_atomically(Image.new("RGB", (2, 2)), rundir.RunPaths(tmp_path).image(1))
+    assert [p.name for p in rundir.RunPaths(tmp_path).image_grids()] == ["step_000001.png"]
 
 
 def test_paths_inside_the_run_are_recorded_relative(tmp_path):
@@ -227,7 +229,7 @@ def test_paths_inside_the_run_are_recorded_relative(tmp_path):
     assert rundir.portable("gpt2", run) == "gpt2" and rundir.portable("tiny:policy", run) == "tiny:policy"
     assert rundir.resolve_recorded("run:sft", tmp_path / "elsewhere") == str(tmp_path / "elsewhere" / "sft")
     with pytest.raises(ValueError, match="outside"):
-        rundir.inside(run, run / ".." / "escape")
+        inside(run, run / ".." / "escape")
     (run / "link").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="outside"):
-        rundir.inside(run, run / "link" / "x")
+        inside(run, run / "link" / "x")

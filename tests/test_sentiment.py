@@ -7,13 +7,13 @@ import torch
 from transformers import AutoTokenizer
 
 from promptrl.gpt2 import GPT2HeadWithValueModel
-from promptrl.sentiment import (
+from promptrl.ppo.sentiment import (
     SentimentReward,
-    build_tiny_sentiment,
     load_reviews,
     respond_by_length,
     review_queries,
 )
+from promptrl.standins.sentiment import build_tiny_sentiment
 
 
 @pytest.fixture(scope="module")

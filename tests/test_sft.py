@@ -8,7 +8,7 @@ import torch
 from conftest import EOS_ID, byte_tokenizer
 
 from promptrl.config import SFTConfig
-from promptrl.models import ValueHeadModel
+from promptrl.ppo.value_head import ValueHeadModel
 from promptrl.sft import encode_example, load_corpus, supervised_finetune
 
 TEMPLATE = "Idea: {idea}\nPrompt:"

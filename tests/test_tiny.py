@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptrl import tiny
+from promptrl.standins import tiny
 
 
 @pytest.fixture(scope="module")

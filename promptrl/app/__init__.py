@@ -3,7 +3,7 @@
 `build_app(...)` returns a queued `gr.Blocks`; `serve(demo, ...)` launches it (credentials
 required beyond loopback); `main()` is the command line behind `python app.py` and `promptrl app`.
 
-One module per job: `limits` (bounds and input checks), `models` (the shared models), `training`
+One module per job: `limits` (bounds and input checks), `model_cache` (the shared models), `training`
 (the background run), `train_config` (what a visitor may set), a module per tab
 (`generate_tab`, `render_tab`, `train_tab`, `evaluate_tab`, `model_tab`), `build` (assembling them) and
 `serving` (who may connect, the command line).
@@ -11,17 +11,15 @@ One module per job: `limits` (bounds and input checks), `models` (the shared mod
 
 from .build import TABS, build_app
 from .limits import Limits, UserError
-from .models import Models, find_run, find_start_model
+from .model_cache import ModelCache
 from .serving import generated_auth, main, serve
 
 __all__ = [
     "TABS",
     "Limits",
-    "Models",
+    "ModelCache",
     "UserError",
     "build_app",
-    "find_run",
-    "find_start_model",
     "generated_auth",
     "main",
     "serve",

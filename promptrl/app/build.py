@@ -13,11 +13,12 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import load_config
-from ..tiny import resolve_tiny
+from ..rundir import Run
+from ..standins.tiny import resolve_tiny
 from . import evaluate_tab, generate_tab, model_tab, render_tab, train_tab
 from .context import AppContext
 from .limits import Limits
-from .models import Models, find_run, find_start_model
+from .model_cache import ModelCache
 from .training import TrainingRun
 
 TABS = (generate_tab, render_tab, train_tab, evaluate_tab, model_tab)
@@ -60,20 +61,22 @@ def build_app(
         limits: server-side bounds on every request (default: `Limits()`).
     """
     limits = limits or Limits()
-    run_dir = None
-    if model_dir is not None:
-        policy_dir, run_dir = find_run(model_dir)
-    if config_file is None and run_dir is not None:
-        config_file = str(run_dir / "config.yaml")
-    given = load_config(preset, config_file, overrides)
-    config = resolve_tiny(given)
-    if model_dir is None:
-        policy_dir = Path(config.policy.model)
-    if base_dir is not None:
-        start_dir, start_note = base_dir, "--base"
+    run = Run.locate(model_dir) if model_dir is not None else None
+    if run is not None and preset is None and config_file is None:
+        given = run.load_config(overrides)  # the settings the served model was trained with
     else:
-        start_dir, start_note = find_start_model(policy_dir, run_dir)
-    models = Models(config, str(policy_dir), start_dir, start_note, device, extra_rewards, limits)
+        if config_file is None and run is not None and run.root is not None:
+            config_file = str(run.paths.config)  # on top of the preset named
+        given = load_config(preset, config_file, overrides)
+    config = resolve_tiny(given)
+    policy = str(run.model) if run is not None else config.policy.model
+    if base_dir is not None:
+        start, start_note = base_dir, "--base"
+    elif run is not None and run.start_model is not None:
+        start, start_note = run.start_model, run.start_source
+    else:
+        start, start_note = policy, "no promptrl run records a start model: the served model is its own reference"
+    models = ModelCache(config, policy, start, start_note, device, extra_rewards, limits)
     if preload:
         models.load()
     ctx = AppContext(

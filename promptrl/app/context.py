@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..config import TrainConfig
 from .limits import Limits
-from .models import Models
+from .model_cache import ModelCache
 from .training import TrainingRun
 
 
@@ -17,7 +17,7 @@ from .training import TrainingRun
 class AppContext:
     config: TrainConfig
     """The operator's config (presets unresolved: the Train tab's base)."""
-    models: Models
+    models: ModelCache
     run: TrainingRun
     limits: Limits
     defaults: dict[str, float]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..evaluate import compare, heldout_split, judges_from_config
+from ..eval.compare import compare, heldout_split, judges_from_config
 from ..ideas import load_ideas
 from ..rewards import WeightedSum
 from .context import AppContext

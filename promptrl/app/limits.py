@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
+from ..errors import PromptrlError, UsageError
+
 logger = logging.getLogger("promptrl")
 
 
@@ -56,14 +58,14 @@ class Limits:
         for pair in pairs:
             name, _, raw = pair.partition("=")
             if name not in names:
-                raise ValueError(f"--limit {pair}: unknown limit {name!r}; known: {', '.join(names)}.")
+                raise UsageError(f"--limit {pair}: unknown limit {name!r}; known: {', '.join(names)}.")
             if not raw.isdigit() or int(raw) < 1:
-                raise ValueError(f"--limit {pair}: the value must be a positive whole number.")
+                raise UsageError(f"--limit {pair}: the value must be a positive whole number.")
             values[name] = int(raw)
         return cls(**values)
 
 
-class UserError(ValueError):
+class UserError(UsageError):
     """Input the app refuses, with a message that says what to do instead."""
 
 
@@ -71,8 +73,9 @@ def friendly(n_outputs: int) -> Callable:
     """Wrap a UI handler with `n_outputs` outputs, the last a status Markdown: on failure, show the
     message there (and as a `gr.Warning`) and leave the other outputs as they are.
 
-    Expected failures (bad input, a failing reward, a missing file) show their own message;
-    anything else is logged with its traceback on the server and shown as one line.
+    promptrl's own errors (bad input, a failing reward, a missing file) show their message;
+    anything else is a bug: its traceback goes to the server's log, and the visitor sees only
+    that something went wrong (an exception's text may hold server paths).
     """
 
     def wrap(fn: Callable) -> Callable:
@@ -80,11 +83,11 @@ def friendly(n_outputs: int) -> Callable:
         def handler(*args):
             try:
                 return fn(*args)
-            except (ValueError, FileNotFoundError, TypeError) as err:
+            except PromptrlError as err:
                 message = str(err)
-            except Exception as err:
+            except Exception:
                 logger.exception("app handler %s failed", fn.__name__)
-                message = f"Something went wrong ({type(err).__name__}: {err}). The app is still running."
+                message = "Something went wrong (the server's log has the details). The app is still running."
             gr.Warning(message)
             if n_outputs == 1:
                 return f"⚠️ {message}"

@@ -11,16 +11,16 @@ from ..rewards import RewardError, score
 from .context import AppContext
 from .generate_tab import TABLE_HEADERS, TABLE_WIDTHS
 from .limits import UserError, friendly, number, parse_rows, table_text
-from .models import REWARD_TYPES
+from .model_cache import SLIDER_TYPES
 
 
 def reward_weights(aesthetic, similarity, penalty) -> dict[str, float]:
     values = (aesthetic, similarity, penalty)
-    return {kind: number(v, f"The {kind} weight", -5, 5) for kind, v in zip(REWARD_TYPES, values)}
+    return {kind: number(v, f"The {kind} weight", -5, 5) for kind, v in zip(SLIDER_TYPES, values)}
 
 
 def weight_sliders(ctx: AppContext) -> list[gr.Slider]:
-    return [gr.Slider(-5, 5, value=ctx.defaults[k], step=0.05, label=f"{k} weight") for k in REWARD_TYPES]
+    return [gr.Slider(-5, 5, value=ctx.defaults[k], step=0.05, label=f"{k} weight") for k in SLIDER_TYPES]
 
 
 def layout(ctx: AppContext) -> None:

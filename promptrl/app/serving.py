@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import logs
+from ..errors import PromptrlError, UsageError
 from ..presets import DEFAULT_PRESET, add_config_arguments
 from .build import build_app
 from .limits import Limits
@@ -29,9 +30,9 @@ HOW_TO_AUTH = f"pass --auth user:password, set {AUTH_ENV}=user:password, or --au
 def parse_auth(text: str, where: str) -> tuple[str, str]:
     user, sep, password = text.strip().partition(":")
     if not sep or not user or not password:
-        raise ValueError(f"{where} must look like user:password.")
+        raise UsageError(f"{where} must look like user:password.")
     if len(password) < 8:
-        raise ValueError(f"{where}: the password must be at least 8 characters long.")
+        raise UsageError(f"{where}: the password must be at least 8 characters long.")
     return user, password
 
 
@@ -42,7 +43,7 @@ def resolve_auth(auth: str | None = None, auth_file: str | None = None) -> tuple
     if auth_file:
         path = Path(auth_file)
         if not path.is_file():
-            raise ValueError(f"--auth-file {auth_file} does not exist.")
+            raise UsageError(f"--auth-file {auth_file} does not exist.")
         return parse_auth(
             path.read_text().splitlines()[0] if path.read_text().strip() else "",
             f"--auth-file {auth_file}",
@@ -56,7 +57,7 @@ def check_exposure(host: str, share: bool, auth: tuple[str, str] | None) -> None
     """Refuse to serve beyond this machine without credentials."""
     if auth is None and (share or host not in LOOPBACK):
         where = "a public share link" if share else f"{host} (reachable from other machines)"
-        raise ValueError(f"Refusing to serve on {where} without a password: {HOW_TO_AUTH}.")
+        raise UsageError(f"Refusing to serve on {where} without a password: {HOW_TO_AUTH}.")
 
 
 def generated_auth(user: str = "promptrl") -> tuple[str, str]:
@@ -147,7 +148,7 @@ def _serve_from_args(args: argparse.Namespace) -> None:
             concurrency=args.concurrency,
             limits=limits,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except PromptrlError as err:  # the operator's flags or files; anything else is a bug: its traceback
         print(f"app.py: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..baselines import BASELINES
 from ..config import (
     TrainConfig,
     flatten,
@@ -21,8 +20,10 @@ from ..config import (
     parse_yaml,
     update_dataclass,
 )
+from ..errors import UsageError
 from ..presets import PRESETS
 from ..rewards import weighted_terms
+from ..rewards.baselines import BASELINES
 from .limits import Limits, UserError, number
 
 
@@ -152,7 +153,7 @@ def visitor_values(yaml_text: str | None, overrides_text: str | None, limits: Li
     ]
     try:
         flat = flatten(merge(data, parse_overrides(lines)), leaf=lambda key: key in ALLOWED)
-    except ValueError as err:
+    except UsageError as err:
         raise UserError(str(err)) from None
     if "preset" in flat:
         preset = flat.pop("preset")

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import rundir
 from ..config import TrainConfig
-from ..devices import resolve_device
-from ..rewards import WeightedSum, reward_from_config
-from ..tiny import resolve_tiny
+from ..errors import PromptrlError
+from ..paths import inside
+from ..rundir import Run
 from ..trainer import PromptTrainer
 from .limits import UserError
 
@@ -61,7 +60,7 @@ class TrainingRun:
             while output_dir.exists():
                 suffix += 1
                 output_dir = self.runs_dir / f"{name}-{suffix}"
-            self.output_dir = rundir.inside(self.runs_dir, output_dir)
+            self.output_dir = inside(self.runs_dir, output_dir)
             config = dataclasses.replace(config, output_dir=str(self.output_dir), progress=False)
             self.phase, self.message, self.total = "starting", "loading models", config.steps
             self.history, self.trainer = [], None
@@ -79,29 +78,20 @@ class TrainingRun:
 
     def _run(self, config: TrainConfig, ideas: list[str] | None) -> None:
         try:
-            reward = None
-            if self.extra_rewards:
-                built = reward_from_config(resolve_tiny(config.rewards), resolve_device(None))
-                reward = WeightedSum({**built.terms, **self.extra_rewards})
-            trainer = PromptTrainer(config, reward=reward, ideas=ideas)
-            self.trainer = trainer
-            self.message = "supervised warm start" if config.sft.enabled else "loading the policy"
-            trainer.setup()
-            self.message = "sampling and scoring the starting model"
-            trainer.before = trainer.evaluate()
-            if self._stop.is_set():
-                self.phase = "stopped"
-                return
-            if self.phase == "starting":
-                self.phase = "running"
-            trainer.train(callback=self.history.append, should_stop=self._stop.is_set)
-            self.phase = "stopped" if trainer.step < config.steps else "finished"
-        except Exception as err:
+            self.trainer = PromptTrainer(config, ideas=ideas, extra_rewards=self.extra_rewards)
+            self.trainer.train(callback=self._step_done, should_stop=self._stop.is_set)
+            self.phase = "stopped" if self.trainer.step < config.steps else "finished"
+        except PromptrlError as err:
+            logger.warning("Training run refused: %s", err)
+            self.phase, self.message = "failed", str(err)
+        except Exception:
             logger.exception("Training run failed")
-            self.phase = "failed"
-            self.message = (
-                str(err) if isinstance(err, (ValueError, FileNotFoundError)) else f"{type(err).__name__}: {err}"
-            )
+            self.phase, self.message = "failed", "an internal error (the server's log has the details)"
+
+    def _step_done(self, metrics: dict) -> None:
+        self.history.append(metrics)
+        if self.phase == "starting":
+            self.phase = "running"
 
     def status(self) -> str:
         done = len(self.history)
@@ -114,7 +104,7 @@ class TrainingRun:
         where = f" in `{self.output_dir.name}`" if self.output_dir else ""
         text = {
             "idle": "idle",
-            "starting": f"starting: {self.message}…",
+            "starting": f"starting: {self.trainer.phase if self.trainer else 'loading'}…",
             "running": (
                 f"running step {done + 1} of {self.total}{progress}"
                 if done < self.total
@@ -145,14 +135,14 @@ class TrainingRun:
         return pd.DataFrame(rewards, columns=columns), pd.DataFrame(kl, columns=columns)
 
     def samples_key(self) -> tuple:
-        grids = rundir.image_grids(self.output_dir) if self.output_dir else []
+        grids = Run(self.output_dir).paths.image_grids() if self.output_dir else []
         trainer = self.trainer
         return (
             self.output_dir,
             len(self.history),
             tuple(p.name for p in grids[-2:]),
             trainer is not None and trainer.before is not None,
-            getattr(trainer, "after", None) is not None,
+            trainer is not None and trainer.after is not None,
         )
 
     def samples(self) -> list[tuple]:
@@ -162,13 +152,13 @@ class TrainingRun:
         trainer, items = self.trainer, []
         if trainer is not None and trainer.before is not None:
             items += [(s["image"], f"start · reward {s['reward']:.3f} · {s['prompt']}") for s in trainer.before]
-        for path in rundir.image_grids(self.output_dir)[-2:] if self.output_dir else []:
+        for path in Run(self.output_dir).paths.image_grids()[-2:] if self.output_dir else []:
             try:
                 with Image.open(path) as img:
                     items.append((img.copy(), f"batch at step {int(path.stem.split('_')[1])}"))
             except OSError:  # removed since it was listed: the next poll shows the newer grids
                 continue
-        for s in getattr(trainer, "after", None) or []:
+        for s in (trainer.after if trainer is not None else None) or []:
             items.append((s["image"], f"final · reward {s['reward']:.3f} · {s['prompt']}"))
         return items
 
@@ -180,19 +170,15 @@ class TrainingRun:
         """Zip of the final model (once written) or the newest checkpoint."""
         if self.output_dir is None:
             raise UserError("No training run yet: start one in this tab first.")
-        final = self.output_dir / rundir.MODEL_DIR
-        if not self.active and (final / "config.json").exists():
-            source = final
-        else:
-            try:
-                source = rundir.find_checkpoint(self.output_dir)
-            except FileNotFoundError:
-                raise UserError(
-                    "No checkpoint yet: one is written every `save_every` steps and when the run ends."
-                ) from None
+        run = Run(self.output_dir)
+        # The final model once the run is over; while it runs, the newest checkpoint.
+        source = run.final_model() if not self.active else None
+        source = source or run.newest_checkpoint()
+        if source is None:
+            raise UserError("No checkpoint yet: one is written every `save_every` steps and when the run ends.")
         shutil.rmtree(self.download_dir, ignore_errors=True)  # one zip at a time on disk
         self.download_dir.mkdir(parents=True)
-        base = rundir.inside(self.runs_dir, self.download_dir / f"{self.output_dir.name}-{source.name}")
+        base = inside(self.runs_dir, self.download_dir / f"{self.output_dir.name}-{source.name}")
         try:
             return Path(shutil.make_archive(str(base), "zip", root_dir=source))
         except FileNotFoundError:  # a newer checkpoint replaced this one while zipping

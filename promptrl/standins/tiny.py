@@ -16,9 +16,10 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from promptrl.embedders import TINY_CLIP_NAME
-from promptrl.paths import default_cache_dir
-from promptrl.tiny_models import (
+from ..errors import UsageError
+from ..paths import default_cache_dir
+from ..rewards.embedders import TINY_CLIP_NAME
+from .builders import (
     build_tiny_clip,
     build_tiny_hps,
     build_tiny_pickscore,
@@ -72,7 +73,7 @@ def resolve_tiny(obj):
             assets.update(tiny_assets())
         key = value[len(PREFIX) :]
         if key not in assets:
-            raise ValueError(f"Unknown tiny asset '{key}'; known: {', '.join(assets)}.")
+            raise UsageError(f"Unknown tiny asset '{key}'; known: {', '.join(assets)}.")
         return assets[key]
 
     return _map_strings(obj, resolve)

@@ -27,6 +27,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
+from ..errors import UsageError, loading
+from ..paths import check_model_source
+
 logger = logging.getLogger("promptrl")
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -141,7 +144,7 @@ class ValueHeadModel(nn.Module):
     @classmethod
     def _check_model_type(cls, config) -> None:
         if cls.expected_model_type and config.model_type != cls.expected_model_type:
-            raise ValueError(
+            raise UsageError(
                 f"{cls.__name__} expects a '{cls.expected_model_type}' checkpoint but got model "
                 f"type '{config.model_type}'; use ValueHeadModel for any causal LM."
             )
@@ -272,13 +275,15 @@ class ValueHeadModel(nn.Module):
     @classmethod
     def _load_lm(cls, name_or_path: str, **kwargs) -> PreTrainedModel:
         check_model_source(name_or_path)
-        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
+        with loading("language model", name_or_path):
+            config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
         cls._check_model_type(config)
         # transformers 5 loads in the checkpoint's dtype by default: bigscience/bloom-560m is
         # stored in fp16, and PPO on fp16 weights (and fp16 log-probs) loses updates and ratios.
         # The policy trains in fp32; mixed precision is accelerate's job (ppo.mixed_precision).
         kwargs.setdefault("dtype", torch.float32)
-        return AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
+        with loading("language model", name_or_path):
+            return AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Write the LM (or its adapter) in safetensors plus `value_head.safetensors`."""
@@ -292,22 +297,6 @@ class ValueHeadModel(nn.Module):
         if self.is_peft_model:
             return self.pretrained_model.disable_adapter()
         return contextlib.nullcontext()
-
-
-def check_model_source(name_or_path: str | os.PathLike, what: str = "Model") -> None:
-    """Fail early, with a clear message, on a local path that does not exist.
-
-    Hub names ('org/name' or 'name') are left to transformers, which also finds them in the
-    local cache when the hub is offline.
-    """
-    name = str(name_or_path)
-    if Path(name).expanduser().exists():
-        return
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        raise FileNotFoundError(
-            f"{what} '{name}' does not exist; pass a directory written by save_pretrained "
-            "or a hub name such as 'bigscience/bloom-560m'."
-        )
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -342,7 +331,7 @@ def _hidden_size(config) -> int:
     for key in ("hidden_size", "n_embd", "d_model"):
         if getattr(config, key, None):
             return int(getattr(config, key))
-    raise ValueError(f"Cannot find the hidden size in config of type {type(config).__name__}.")
+    raise UsageError(f"Cannot find the hidden size in config of type {type(config).__name__}.")
 
 
 def _accepts_argument(model: nn.Module, name: str) -> bool:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from accelerate import Accelerator
 
+from .batch import RolloutPass
 from .core import _all_reduce_sum, masked_mean, masked_var
-from .ppo_batch import RolloutPass
 
 
 def global_mean(local_means: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from promptrl.embedders import ClipModel
+from ..errors import NotFoundError, UsageError
+from .embedders import ClipModel
 
 # The LAION "improved aesthetic predictor" (christophschuhmann/improved-aesthetic-predictor),
 # trained on L2-normalised OpenAI CLIP ViT-L/14 image embeddings; scores are roughly 1-10.
@@ -50,12 +51,12 @@ def resolve_file(path: str) -> str:
         try:
             return hf_hub_download(f"{owner}/{repo}", filename)
         except Exception as e:
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"could not fetch {path} from the Hugging Face Hub ({type(e).__name__}: {e}); "
                 "download the file and pass its local path instead"
             ) from e
     if not Path(path).is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise NotFoundError(f"weights file not found: {path}")
     return path
 
 
@@ -86,14 +87,14 @@ class AestheticReward:
     ):
         state = load_state_dict(weights or AESTHETIC_WEIGHTS)
         if "layers.0.weight" not in state:
-            raise ValueError(
+            raise UsageError(
                 f"{weights}: not an aesthetic predictor state dict (keys layers.0.* ... "
                 f"layers.7.*); found keys {sorted(state)[:6]}"
             )
         self.clip = clip if clip is not None else ClipModel.shared(*AESTHETIC_CLIP, device, dtype)
         input_dim = state["layers.0.weight"].shape[1]
         if input_dim != self.clip.embed_dim:
-            raise ValueError(
+            raise UsageError(
                 f"aesthetic weights take {input_dim}-dim embeddings but CLIP "
                 f"{self.clip.model_name} gives {self.clip.embed_dim}-dim ones"
             )
@@ -124,7 +125,7 @@ class ClipSimilarityReward:
         dtype: str | torch.dtype | None = None,
     ):
         if against not in ("idea", "prompt"):
-            raise ValueError(f"against must be 'idea' or 'prompt', got {against!r}")
+            raise UsageError(f"against must be 'idea' or 'prompt', got {against!r}")
         self.clip = clip if clip is not None else ClipModel.shared(*AESTHETIC_CLIP, device, dtype)
         self.hinge, self.scale, self.against = hinge, scale, against
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from promptrl.clip_rewards import ClipSimilarityReward, resolve_file
-from promptrl.embedders import ClipModel, TransformersClip
+from ..errors import UsageError
+from .clip import ClipSimilarityReward, resolve_file
+from .embedders import ClipModel, TransformersClip
 
 # PickScore (Kirstain et al. 2023): CLIP ViT-H/14 fine-tuned on Pick-a-Pic human choices; it
 # uses the processor of the LAION ViT-H/14 it started from.
@@ -40,7 +41,7 @@ class PickScoreReward:
         dtype=None,
     ):
         if against not in ("idea", "prompt"):
-            raise ValueError(f"against must be 'idea' or 'prompt', got {against!r}")
+            raise UsageError(f"against must be 'idea' or 'prompt', got {against!r}")
         self.clip = clip if clip is not None else TransformersClip.shared(model, processor, device, dtype)
         self.against = against
 
@@ -78,7 +79,7 @@ def hps_clip(model: str = HPS_MODEL, weights: str = HPS_WEIGHTS, device=None, dt
     try:
         return ClipModel.shared(model, path, device, dtype)
     except pickle.UnpicklingError as e:
-        raise ValueError(
+        raise UsageError(
             f"{weights}: holds Python objects besides tensors and will not be unpickled; "
             "pass a plain state dict (torch.save of tensors only, or safetensors)"
         ) from e

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .paths import DATA_DIR
-from .tiny_models import SEED
+from ..paths import DATA_DIR
+from .builders import SEED
 
 # Architecture fields of the real configs; "small" replaces the sizes only.
 _BLOOM_CONFIG = {

@@ -14,12 +14,14 @@ import os
 import tempfile
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from promptrl.paths import default_cache_dir
-from promptrl.devices import resolve_device, resolve_dtype
+from ..devices import resolve_device, resolve_dtype
+from ..errors import NotFoundError, UsageError, loading
+from ..paths import default_cache_dir
 
 TEXT_CACHE_SIZE = 4096  # texts whose CLIP embeddings a ClipModel keeps (12 MB at ViT-L-14's 768)
 TINY_CLIP_NAME = "promptrl-tiny-clip"
@@ -116,21 +118,30 @@ class ClipModel:
         # OpenAI's CLIPs were trained with QuickGELU, but open_clip's "ViT-L-14" config uses
         # GELU: without this, ("ViT-L-14", "openai") runs the real weights with the wrong
         # activation (open_clip only warns) and every embedding, hence every reward, is off.
+        if model_name not in open_clip.list_models():
+            raise UsageError(f"open_clip has no model {model_name!r} (rewards.clip_model); e.g. ViT-L-14, ViT-B-32.")
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if pretrained and not Path(pretrained).exists() and pretrained not in tags:
+            raise UsageError(
+                f"open_clip has no weights {pretrained!r} for {model_name} (rewards.clip_pretrained); "
+                f"known: {', '.join(tags) or 'none'}, or a local weights file."
+            )
         quick_gelu = bool(pretrained) and get_pretrained_cfg(model_name, pretrained).get("quick_gelu", False)
-        self.model = open_clip.create_model(
-            model_name,
-            pretrained=pretrained,
-            device=self.device,
-            precision=precision,
-            force_quick_gelu=quick_gelu,
-        ).eval()
+        with loading("open_clip weights", f"{model_name}/{pretrained}"):
+            self.model = open_clip.create_model(
+                model_name,
+                pretrained=pretrained,
+                device=self.device,
+                precision=precision,
+                force_quick_gelu=quick_gelu,
+            ).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         cfg = self.model.visual.preprocess_cfg
         size = cfg["size"]
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
         self.resize_mode = cfg.get("resize_mode", "shortest")
         if self.resize_mode not in ("shortest", "squash"):
-            raise ValueError(f"{model_name}: resize_mode {self.resize_mode!r} is not supported")
+            raise UsageError(f"{model_name}: resize_mode {self.resize_mode!r} is not supported")
         self.interpolation = cfg.get("interpolation", "bicubic")
         self.mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1)
@@ -224,7 +235,7 @@ class TransformersClip:
     def __init__(self, model: str, processor: str | None = None, device=None, dtype=None):
         from transformers import AutoProcessor, CLIPModel
 
-        from promptrl.models import check_model_source
+        from ..paths import check_model_source
 
         check_model_source(model, "PickScore model")
         self.device = resolve_device(device)
@@ -234,7 +245,7 @@ class TransformersClip:
             self.model = CLIPModel.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
             self.processor = AutoProcessor.from_pretrained(processor or model)
         except OSError as e:  # transformers' own message runs to several lines
-            raise FileNotFoundError(
+            raise NotFoundError(
                 f"could not load the CLIP model {model!r} / processor {processor or model!r} "
                 f"({type(e).__name__}); download them or point rewards.pickscore_model and "
                 "rewards.pickscore_processor at local directories"

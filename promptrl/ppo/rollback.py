@@ -8,7 +8,8 @@ import math
 
 import torch
 
-from .ppo import PPOTrainer
+from ..errors import UsageError
+from .trainer import PPOTrainer
 
 logger = logging.getLogger("promptrl")
 
@@ -16,8 +17,8 @@ MAX_BAD_STEPS = 3
 """Consecutive steps with a non-finite loss or weights (each rolled back) before the run stops."""
 
 
-class NonFiniteError(ValueError):
-    """Training diverged: several steps in a row gave a non-finite loss or weights. A ValueError:
+class NonFiniteError(UsageError):
+    """Training diverged: several steps in a row gave a non-finite loss or weights. A usage error:
     the config's values (learning rate, reward scale) are what to change."""
 
 

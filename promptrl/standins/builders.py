@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from promptrl.clip_rewards import AestheticMLP
-from promptrl.embedders import TINY_CLIP_CONFIG, register_tiny_clip
-from promptrl.paths import DATA_DIR, build_atomically, default_cache_dir
+from ..paths import DATA_DIR, build_atomically, default_cache_dir
+from ..rewards.clip import AestheticMLP
+from ..rewards.embedders import TINY_CLIP_CONFIG, register_tiny_clip
 
 POLICY_VOCAB_SIZE = 2000
 POLICY_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]

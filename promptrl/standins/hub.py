@@ -35,10 +35,11 @@ from pathlib import Path
 
 import torch
 
-from .clip_rewards import AestheticMLP
-from .paths import build_atomically, default_weights_cache
-from .standin_lms import save_json, write_bloom, write_gpt2
-from .tiny_models import SEED, write_clip_bpe_files
+from ..errors import UsageError
+from ..paths import build_atomically, default_weights_cache
+from ..rewards.clip import AestheticMLP
+from .builders import SEED, write_clip_bpe_files
+from .lms import save_json, write_bloom, write_gpt2
 
 REVISION = hashlib.sha1(b"promptrl stand-in hub").hexdigest()
 """The commit every stand-in repository's `refs/main` points at."""
@@ -212,7 +213,7 @@ def build_standin_hub(
     files: `""` the full-precision ones (CPU), `"fp16"` the half ones (what CUDA loads).
     """
     if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+        raise UsageError(f"size must be one of {SIZES}, got {size!r}")
     vit = vit_l_14_weights(Path(weights_cache) if weights_cache is not None else None)
 
     def build(tmp: Path) -> None:

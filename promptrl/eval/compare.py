@@ -24,12 +24,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .eval_stats import EvalResult, added_words, bootstrap_indices, paired_stats, prompt_stats
-from .generation import PromptGenerator
-from .plots import image_grid
-from .rendering import Renderer, idea_seed
-from .rewards import RewardFn, WeightedSum, reward_from_config, score
-from .seeds import derive_seed
+from ..errors import UsageError
+from ..plots import image_grid
+from ..ppo.sampling import PromptGenerator
+from ..rendering import Renderer, idea_seed
+from ..rewards import RewardFn, WeightedSum, reward_from_config, score
+from ..seeds import derive_seed
+from .stats import EvalResult, added_words, bootstrap_indices, paired_stats, prompt_stats
 
 JUDGE_PREFIX = "judge/"
 PREFERENCE_MODELS = ("pickscore", "hps")
@@ -214,7 +215,7 @@ def compare(
 ) -> EvalResult:
     """Sample, render and score both generators on `ideas`, then compare them (see module doc)."""
     if not ideas:
-        raise ValueError("No ideas to evaluate on; pass at least one idea.")
+        raise UsageError("No ideas to evaluate on; pass at least one idea.")
     bar = tqdm(total=2 * samples, desc="eval", disable=not progress)
     sides = {
         side: sample_and_score(gen, renderer, reward, ideas, samples, seed, judges, bar)

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
 
-from . import checks
+from .. import checks
+from ..errors import UsageError
+from .batch import PolicyRecord
 from .core import entropy_from_logprobs
-from .models import base_model, cache_argument, output_cache
-from .ppo_batch import PolicyRecord
+from .value_head import base_model, cache_argument, output_cache
 
 
 @dataclass
@@ -44,13 +45,13 @@ class PromptGenerationConfig:
         checks.check_types(self, "generation")
         checks.at_least("generation", "top_k", self.top_k, 0)
         if "{idea}" not in self.template:
-            raise ValueError(f"template must contain '{{idea}}'; got {self.template!r}.")
+            raise UsageError(f"template must contain '{{idea}}'; got {self.template!r}.")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1; got {self.max_new_tokens}.")
+            raise UsageError(f"max_new_tokens must be at least 1; got {self.max_new_tokens}.")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive; got {self.temperature}.")
+            raise UsageError(f"temperature must be positive; got {self.temperature}.")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1]; got {self.top_p}.")
+            raise UsageError(f"top_p must be in (0, 1]; got {self.top_p}.")
 
 
 @dataclass
@@ -95,7 +96,7 @@ class PromptGenerator:
         if self.config.stop_at_newline:
             self.stop_ids += newline_token_ids(tokenizer)
         if not self.stop_ids:
-            raise ValueError("The tokenizer has no EOS token and stop_at_newline is off: nothing can end a prompt.")
+            raise UsageError("The tokenizer has no EOS token and stop_at_newline is off: nothing can end a prompt.")
 
     def generation_config(self, **overrides) -> GenerationConfig:
         cfg = self.config
@@ -123,7 +124,7 @@ class PromptGenerator:
         policy's log-prob, entropy and value at each response token in `Rollout.recorded`.
         """
         if not ideas:
-            raise ValueError("ideas is empty; pass at least one idea.")
+            raise UsageError("ideas is empty; pass at least one idea.")
         config = self.generation_config(**overrides)
         device = next(self.model.parameters()).device
         self.tokenizer.padding_side = "left"
@@ -166,9 +167,9 @@ class SamplingRecorder:
 
     def __init__(self, model, config: GenerationConfig):
         if not hasattr(model, "v_head"):
-            raise ValueError("record=True needs a ValueHeadModel policy (its value head gives the values).")
+            raise UsageError("record=True needs a ValueHeadModel policy (its value head gives the values).")
         if (config.top_k or 0) > 0 or (config.top_p or 1.0) < 1.0:
-            raise ValueError(
+            raise UsageError(
                 f"record=True records full-softmax log-probs, but top_k={config.top_k} / top_p={config.top_p} "
                 "truncate the distribution; set top_k=0 and top_p=1.0 or record nothing."
             )
@@ -252,7 +253,7 @@ def respond_to_batch(
     stop sampling, as in the seed.
     """
     if queries.dim() != 2:
-        raise ValueError(f"queries must be a 2-D [batch, len] tensor; got shape {list(queries.shape)}.")
+        raise UsageError(f"queries must be a 2-D [batch, len] tensor; got shape {list(queries.shape)}.")
     lm = getattr(model, "pretrained_model", model)
     input_ids = queries.to(next(lm.parameters()).device)
     attention_mask = torch.ones_like(input_ids)

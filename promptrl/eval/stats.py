@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+JSON_FILE, MARKDOWN_FILE, GRID_FILE = "eval.json", "eval.md", "eval.png"
+"""What `EvalResult.save` writes into its folder."""
+
 
 def bootstrap_indices(n_ideas: int, n_samples: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two-stage bootstrap draws from a seeded generator: `[resamples, ideas]` idea indices,
@@ -175,10 +178,10 @@ class EvalResult:
         """Write eval.json, eval.md and eval.png (the side-by-side grid) into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "eval.json").write_text(json.dumps(self.to_dict(), indent=2))
-        (directory / "eval.md").write_text(self.markdown())
+        (directory / JSON_FILE).write_text(json.dumps(self.to_dict(), indent=2))
+        (directory / MARKDOWN_FILE).write_text(self.markdown())
         if self.grid is not None:
-            self.grid.save(directory / "eval.png")
+            self.grid.save(directory / GRID_FILE)
         return directory
 
 

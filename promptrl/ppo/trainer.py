@@ -28,6 +28,11 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from ..errors import UsageError
+from ..seeds import derive_seed
+from ..timing import Stopwatch
+from .batch import PackedBatch, PolicyRecord, RolloutPass, check_inputs, check_recorded, pad_id
+from .config import PPOConfig
 from .core import (
     AdaptiveKLController,
     FixedKLController,
@@ -37,12 +42,8 @@ from .core import (
     ppo_loss,
     whiten,
 )
-from .models import ValueHeadModel
-from .ppo_batch import PackedBatch, PolicyRecord, RolloutPass, check_inputs, check_recorded, pad_id
-from .ppo_config import PPOConfig
-from .ppo_stats import batch_stats, global_mean, minibatch_stats
-from .seeds import derive_seed
-from .timing import Stopwatch
+from .stats import batch_stats, global_mean, minibatch_stats
+from .value_head import ValueHeadModel
 
 SCORE_STD_MIN = 1e-6
 """Relative to max(1, |running mean|): a running std below this (one score so far, or identical
@@ -73,7 +74,7 @@ class PPOTrainer:
         **ppo_params,
     ):
         if config is not None and ppo_params:
-            raise ValueError("Pass either a PPOConfig or keyword PPO parameters, not both.")
+            raise UsageError("Pass either a PPOConfig or keyword PPO parameters, not both.")
         self.config = config if config is not None else PPOConfig.from_kwargs(**ppo_params)
         if not isinstance(model, ValueHeadModel):
             raise TypeError(
@@ -81,7 +82,7 @@ class PPOTrainer:
                 "load one with ValueHeadModel.from_pretrained(name_or_path)."
             )
         if accelerator is not None and accelerator.gradient_accumulation_steps != 1:
-            raise ValueError(
+            raise UsageError(
                 "Pass an Accelerator without gradient_accumulation_steps and set "
                 "PPOConfig.gradient_accumulation_steps instead: the step groups minibatches itself."
             )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from . import checks
+from .. import checks
+from ..errors import UsageError
 
 
 @dataclass
@@ -108,7 +109,7 @@ class PPOConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ValueError(f"Unknown PPO parameter(s) {unknown}. Known parameters: {', '.join(sorted(known))}.")
+            raise UsageError(f"Unknown PPO parameter(s) {unknown}. Known parameters: {', '.join(sorted(known))}.")
         return cls(**params)
 
     def to_dict(self) -> dict:

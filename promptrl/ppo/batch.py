@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import UsageError
+
 
 class PackedBatch:
     """Queries and responses packed into one padded tensor.
@@ -107,18 +109,18 @@ def check_recorded(recorded: PolicyRecord, responses: list[torch.Tensor]) -> Non
     for name in ("logprobs", "values", "entropy"):
         rows = getattr(recorded, name)
         if len(rows) != len(responses):
-            raise ValueError(
+            raise UsageError(
                 f"recorded.{name} has {len(rows)} rows for {len(responses)} responses; record the batch you pass."
             )
         for i, (row, response) in enumerate(zip(rows, responses)):
             if not isinstance(row, torch.Tensor) or row.shape != response.shape:
                 shape = list(row.shape) if isinstance(row, torch.Tensor) else type(row).__name__
-                raise ValueError(
+                raise UsageError(
                     f"recorded.{name}[{i}] is {shape} for a response of {len(response)} tokens; "
                     "record the responses exactly as you pass them (after cutting at the stop token)."
                 )
             if not torch.isfinite(row).all():
-                raise ValueError(f"recorded.{name}[{i}] holds non-finite values; sample again or pass recorded=None.")
+                raise UsageError(f"recorded.{name}[{i}] holds non-finite values; sample again or pass recorded=None.")
 
 
 def check_inputs(
@@ -131,24 +133,24 @@ def check_inputs(
     scores = as_scores(scores)
     lengths = {"queries": len(queries), "responses": len(responses), "scores": len(scores)}
     if len(set(lengths.values())) != 1:
-        raise ValueError(
+        raise UsageError(
             f"step() got lists of different lengths {lengths}; pass one query, response and score per sample."
         )
     if len(queries) != batch_size:
-        raise ValueError(
+        raise UsageError(
             f"step() got {len(queries)} samples but batch_size is {batch_size}; "
             "pass exactly batch_size samples or set PPOConfig.batch_size."
         )
     for i, q in enumerate(queries):
         if len(q) == 0:
-            raise ValueError(f"queries[{i}] is empty; each query needs at least one token.")
+            raise UsageError(f"queries[{i}] is empty; each query needs at least one token.")
     for i, r in enumerate(responses):
         if len(r) == 0:
-            raise ValueError(f"responses[{i}] is empty; drop samples whose response has no tokens.")
+            raise UsageError(f"responses[{i}] is empty; drop samples whose response has no tokens.")
     if max_positions is not None:
         for i, (q, r) in enumerate(zip(queries, responses)):
             if len(q) + len(r) > max_positions:
-                raise ValueError(
+                raise UsageError(
                     f"sample {i} has {len(q)} query + {len(r)} response tokens, more than the model's "
                     f"{max_positions} positions; shorten the query or max_new_tokens."
                 )
@@ -169,24 +171,24 @@ def pad_id(tokenizer, model) -> int:
 def as_token_list(x, name: str, vocab_size: int) -> list[torch.Tensor]:
     if isinstance(x, torch.Tensor):
         if x.dim() != 2:
-            raise ValueError(
+            raise UsageError(
                 f"{name} as a tensor must be 2-D [batch, len]; got shape {list(x.shape)}. Or pass a list of 1-D tensors."
             )
         x = list(x)
     if not isinstance(x, (list, tuple)):
-        raise ValueError(f"{name} must be a list of 1-D token tensors; got {type(x).__name__}.")
+        raise UsageError(f"{name} must be a list of 1-D token tensors; got {type(x).__name__}.")
     out = []
     for i, t in enumerate(x):
         if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name}[{i}] must be a torch.Tensor of token ids; got {type(t).__name__}.")
+            raise UsageError(f"{name}[{i}] must be a torch.Tensor of token ids; got {type(t).__name__}.")
         if t.dim() != 1:
-            raise ValueError(
+            raise UsageError(
                 f"{name}[{i}] has shape {list(t.shape)}; pass 1-D token tensors (e.g. tensor[0] of a [1, len] batch)."
             )
         if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-            raise ValueError(f"{name}[{i}] has dtype {t.dtype}; token ids must be an integer tensor (torch.long).")
+            raise UsageError(f"{name}[{i}] has dtype {t.dtype}; token ids must be an integer tensor (torch.long).")
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
-            raise ValueError(
+            raise UsageError(
                 f"{name}[{i}] holds token ids outside the model's vocabulary [0, {vocab_size}): "
                 f"min {int(t.min())}, max {int(t.max())}. Use the tokenizer that matches the model."
             )
@@ -197,21 +199,21 @@ def as_token_list(x, name: str, vocab_size: int) -> list[torch.Tensor]:
 def as_scores(scores) -> torch.Tensor:
     if isinstance(scores, torch.Tensor):
         if scores.dim() > 1 and not (scores.dim() == 2 and scores.shape[1] == 1):
-            raise ValueError(f"scores as a tensor must be 1-D [batch]; got shape {list(scores.shape)}.")
+            raise UsageError(f"scores as a tensor must be 1-D [batch]; got shape {list(scores.shape)}.")
         values = scores.detach().reshape(-1)
     else:
         if not isinstance(scores, (list, tuple)):
-            raise ValueError(f"scores must be a list of scalars or a 1-D tensor; got {type(scores).__name__}.")
+            raise UsageError(f"scores must be a list of scalars or a 1-D tensor; got {type(scores).__name__}.")
         items = []
         for i, s in enumerate(scores):
             if isinstance(s, torch.Tensor):
                 if s.numel() != 1:
-                    raise ValueError(f"scores[{i}] has shape {list(s.shape)}; each score must be a scalar.")
+                    raise UsageError(f"scores[{i}] has shape {list(s.shape)}; each score must be a scalar.")
                 s = s.detach().reshape(()).float().cpu()
             elif isinstance(s, (int, float, np.number)) and not isinstance(s, bool):
                 s = torch.tensor(float(s))
             else:
-                raise ValueError(
+                raise UsageError(
                     f"scores[{i}] is a {type(s).__name__}; each score must be a number or a scalar tensor."
                 )
             items.append(s)
@@ -219,5 +221,5 @@ def as_scores(scores) -> torch.Tensor:
     values = values.float()
     bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
     if bad:
-        raise ValueError(f"scores hold non-finite values at positions {bad}; check the reward function.")
+        raise UsageError(f"scores hold non-finite values at positions {bad}; check the reward function.")
     return values

@@ -19,6 +19,8 @@ from typing import Protocol
 
 import torch
 
+from ..errors import UsageError
+
 
 class Baseline(Protocol):
     def normalize(self, ideas: list[str], rewards: torch.Tensor) -> torch.Tensor:
@@ -80,7 +82,7 @@ class PerIdeaBaseline:
 
     def __init__(self, momentum: float = 0.9, min_count: int = 2, eps: float = 1e-6):
         if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+            raise UsageError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum, self.min_count, self.eps = momentum, min_count, eps
         self.stats: dict[str, list[float]] = {}  # idea -> [count, mean, var]
 
@@ -90,7 +92,7 @@ class PerIdeaBaseline:
         use the batch's mean and std instead."""
         rewards = torch.as_tensor(rewards, dtype=torch.float32).flatten()
         if len(ideas) != rewards.shape[0]:
-            raise ValueError(f"got {len(ideas)} ideas for {rewards.shape[0]} rewards")
+            raise UsageError(f"got {len(ideas)} ideas for {rewards.shape[0]} rewards")
         batch_mean, batch_std = rewards.mean().item(), rewards.std(unbiased=False).item()
         mean, std = [], []
         for idea in ideas:
@@ -138,5 +140,5 @@ BASELINES = {"none": NoBaseline, "per_idea": PerIdeaBaseline, "group": GroupNorm
 def make_baseline(name: str) -> Baseline:
     """The baseline `rewards.baseline` names, with its default settings."""
     if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+        raise UsageError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
     return BASELINES[name]()

@@ -1,11 +1,11 @@
-"""The app's models: the served generator and its starting model, the renderer and the rewards,
-loaded once, shared by every session, used under one lock. Also: finding what to serve in a run dir.
+"""The app's model cache: the served generator and its starting model, the renderer and the
+rewards, loaded once, shared by every session, used under one lock. What to serve is found by
+`rundir.Run.locate` (`build.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,53 +13,17 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from .. import rundir
-from ..config import TrainConfig, load_config
-from ..generation import PromptGenerator
+from ..config import TrainConfig
 from ..devices import resolve_device
+from ..ppo.sampling import PromptGenerator
 from ..rendering import Renderer
 from ..rewards import ALL_WEIGHTS_ZERO, WeightedSum, reward_from_config, weighted_terms
-from ..tiny import resolve_tiny
+from ..rundir import load_generator
+from ..standins.tiny import resolve_tiny
 from .limits import Limits, UserError
 
-REWARD_TYPES = ("aesthetic", "similarity", "penalty")
+SLIDER_TYPES = ("aesthetic", "similarity", "penalty")
 """Built-in reward types that get a weight slider."""
-
-
-def find_run(model_dir: str | Path) -> tuple[Path, Path | None]:
-    """(policy directory, run directory or None) for a model dir, a checkpoint or a run dir."""
-    path = Path(model_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"Model directory {path} does not exist.")
-    if (path / rundir.CONFIG_FILE).exists():  # a run: serve its final model, else its newest checkpoint
-        final = path / rundir.MODEL_DIR
-        if (final / "config.json").exists():
-            return final, path
-        try:
-            return rundir.find_checkpoint(path), path
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"Run directory {path} holds no final model (model/) and no checkpoint-* yet: nothing to serve."
-            ) from None
-    if (path.parent / rundir.CONFIG_FILE).exists():  # run/model or run/checkpoint-N
-        return path, path.parent
-    return path, None
-
-
-def find_start_model(policy_dir: Path, run_dir: Path | None) -> tuple[str, str]:
-    """(path or hub name, how it was found) of the model a promptrl run started from."""
-    info = policy_dir / rundir.RUN_INFO_FILE
-    if info.exists():
-        start, how = json.loads(info.read_text())["start_model"], f"recorded in {info.name}"
-        start = rundir.resolve_recorded(start, run_dir if run_dir is not None else policy_dir.parent)
-    elif run_dir is None:
-        return str(policy_dir), "no promptrl run found: the served model is its own reference"
-    else:
-        config = load_config(None, str(run_dir / rundir.CONFIG_FILE))
-        start, how = config.policy.model, "the run's config.yaml"
-        if config.sft.enabled:
-            start, how = str(run_dir / rundir.SFT_DIR), "the run's supervised warm start"
-    return resolve_tiny(start), how
 
 
 def n_params(model: torch.nn.Module) -> str:
@@ -67,7 +31,7 @@ def n_params(model: torch.nn.Module) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.0f}k"
 
 
-class Models:
+class ModelCache:
     """The app's generators, renderer and rewards: loaded once, shared, used under `lock`."""
 
     def __init__(
@@ -100,13 +64,7 @@ class Models:
         return a == b or (a.exists() and b.exists() and a.resolve() == b.resolve())
 
     def _generator(self, path: str) -> PromptGenerator:
-        from transformers import AutoTokenizer
-
-        from ..models import ValueHeadModel
-
-        model = ValueHeadModel.from_pretrained(path).to(self.device).eval()
-        tokenizer = AutoTokenizer.from_pretrained(self.config.policy.tokenizer or path)
-        return PromptGenerator(model, tokenizer, self.config.generation)
+        return load_generator(path, self.config.generation, self.device, self.config.policy.tokenizer)
 
     def generators(self) -> tuple[PromptGenerator, PromptGenerator]:
         """(fine-tuned, starting model); one object twice when they are the same model."""
@@ -129,7 +87,7 @@ class Models:
         with self.lock:
             if self._rewards is None:
                 r = self.config.rewards
-                specs = weighted_terms(r.terms, dict.fromkeys(REWARD_TYPES, 1.0))
+                specs = weighted_terms(r.terms, dict.fromkeys(SLIDER_TYPES, 1.0))
                 built = reward_from_config(r, self.renderer().device, specs)
                 configured = {s.get("name", s["type"]): float(s.get("weight", 1.0)) for s in r.terms}
                 self._rewards = {
@@ -142,7 +100,7 @@ class Models:
 
     def default_weights(self) -> dict[str, float]:
         """The config's weight of each built-in reward type (0 where the config has none)."""
-        weights = {kind: 0.0 for kind in REWARD_TYPES}
+        weights = {kind: 0.0 for kind in SLIDER_TYPES}
         for spec in self.config.rewards.terms:
             if spec.get("type") in weights:
                 weights[spec["type"]] = float(spec.get("weight", 1.0))
