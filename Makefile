@@ -12,13 +12,13 @@ PIP_FILTER := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 # checkout itself is one, by design): that warning alone is silenced in the build.
 QUIET_EDITABLE := PYTHONWARNINGS='ignore:Editable installation'
 
-.PHONY: demo test app bench bench-trl lint mutants
+.PHONY: demo test app bench bench-trl lint mutants docs
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "Installing promptrl and its dependencies into $(VENV) (first run: a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(PIP_FILTER)
-	@set -o pipefail; $(QUIET_EDITABLE) $(PY) -m pip install --quiet -e '.[test]' $(PIP_FILTER)
+	@set -o pipefail; $(QUIET_EDITABLE) $(PY) -m pip install --quiet -e '.[test,docs]' $(PIP_FILTER)
 	@touch $@
 
 # Headless Chromium for the browser test; skipped quietly where apt is unavailable.
@@ -55,6 +55,11 @@ bench-trl: $(VENV)/.installed $(TRL_VENV)/.installed
 # Plants one bug at a time in the PPO code; fails if the PPO tests miss one.
 mutants: $(VENV)/.installed
 	$(OFFLINE) $(PY) tests/mutants.py
+
+# The documentation site, into site/; --strict: a warning (a broken link or anchor, a docstring
+# mkdocstrings cannot read, a README section the pages include gone missing) fails the build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,8 @@
     python notebooks/build_notebooks.py
 
 Edit the cells here, not in the .ipynb files, so the committed notebooks stay output-free and
-their cell ids stay stable.
+their cell ids stay stable. The repository and documentation URLs come from pyproject.toml's
+`[project.urls]`, where they are set once.
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: tomli, the same parser (pytest depends on it there)
+    import tomli as tomllib
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
-REPO = "<owner>/<repo>"
+URLS = tomllib.loads((HERE.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
+REPO_URL = URLS["Repository"]
+"""https://github.com/<owner>/<repo>: the notebooks' Colab badge and their `%pip install`."""
+REPO = REPO_URL.removeprefix("https://github.com/")
+DOCS_URL = URLS["Documentation"].rstrip("/")
 COLAB = "https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
@@ -27,7 +37,7 @@ import importlib.util
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-REPO_URL = "https://github.com/{REPO}"
+REPO_URL = "{REPO_URL}"
 
 if IN_COLAB:
     %pip install -q git+{{REPO_URL}}
@@ -85,7 +95,7 @@ changed with `OVERRIDES` (the same `key=value` strings as `promptrl train --set`
 
 **Colab fit.** On a T4 (16 GB) the `bloom-560m` preset needs about 10-12 GB of GPU memory and
 roughly 20-30 minutes per 100 PPO steps. Both are estimates, derived from the models' parameter
-and FLOP counts and the T4's published throughput, not measured (the README's "Colab fit" shows
+and FLOP counts and the T4's published throughput, not measured ([Colab fit]({docs}/colab/) shows
 the arithmetic). If it runs out of memory, add to `OVERRIDES`, in this order:
 `"render.chunk_size=4"`; then `"ppo.mini_batch_size=4"`, `"ppo.forward_batch_size=4"`;
 then `"policy.gradient_checkpointing=true"`, `"generation.max_new_tokens=32"`. If it is too slow:
@@ -577,7 +587,7 @@ def notebook(cells: list[tuple[str, str]], name: str) -> nbformat.NotebookNode:
     url = COLAB.format(repo=REPO, name=name)
     nb = new_notebook()
     for i, (kind, source) in enumerate(cells):
-        source = source.replace("{badge}", BADGE.format(url=url)).rstrip("\n")
+        source = source.replace("{badge}", BADGE.format(url=url)).replace("{docs}", DOCS_URL).rstrip("\n")
         cell_id = f"{Path(name).stem.replace('_', '-')}-{i:02d}"
         if kind == "md":
             nb.cells.append(new_markdown_cell(source, id=cell_id))
