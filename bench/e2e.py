@@ -52,7 +52,7 @@ def build_hub(hub: Path, cuda: bool) -> None:
     """The full-size stand-in hub, in a child process. CUDA loads sd-turbo's fp16 files, a CPU
     the full-precision ones: only those are written."""
     variants = ("fp16",) if cuda else ("",)
-    code = f"from promptrl.standin_hub import build_standin_hub; build_standin_hub({str(hub)!r}, 'full', sd_variants={variants!r})"
+    code = f"from promptrl.standins.hub import build_standin_hub; build_standin_hub({str(hub)!r}, 'full', sd_variants={variants!r})"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True)
     print(f"stand-in hub (full size) ready in {time.perf_counter() - t0:.0f} s: {hub}")

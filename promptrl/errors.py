@@ -28,11 +28,14 @@ class NotFoundError(PromptrlError, FileNotFoundError):
 
 @contextlib.contextmanager
 def loading(what: str, name: object) -> Iterator[None]:
-    """Turn a library's `OSError` while loading `name` (a hub name offline, a directory without
-    weights) into a `NotFoundError` that names `what` was being loaded."""
+    """Turn the errors the hub libraries raise while loading `name` (an `OSError`: a hub name
+    offline, a directory without weights; an invalid repository id) into a `NotFoundError` that
+    names what was being loaded."""
+    from huggingface_hub.errors import HFValidationError
+
     try:
         yield
     except PromptrlError:
         raise
-    except OSError as err:
+    except (OSError, HFValidationError) as err:
         raise NotFoundError(f"{what} {str(name)!r} could not be loaded: {err}") from err

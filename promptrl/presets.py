@@ -4,7 +4,7 @@ override any field.
 
 - `tiny` (the default, `DEFAULT_PRESET`): everything offline on a CPU in minutes: a tiny BLOOM
   policy, a tiny Stable Diffusion pipeline and a tiny open_clip scorer, built locally
-  (`tiny.py`) and cached. Values of the form `tiny:<asset>` are resolved to those local paths
+  (`promptrl.standins`) and cached. Values of the form `tiny:<asset>` are resolved to those local paths
   when training starts. Image seeds go by idea slot (the same 16 seeds every step), because in
   the tiny pipeline the seed moves an image more than the prompt does: batch means are then
   comparable from step to step.

@@ -22,6 +22,7 @@ import torch
 from . import checks
 from .devices import DTYPES, resolve_device, resolve_dtype
 from .errors import UsageError, loading
+from .paths import check_model_source
 from .seeds import derive_seed
 
 logger = logging.getLogger("promptrl")
@@ -107,6 +108,7 @@ def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
     from packaging.version import Version
 
+    check_model_source(name, "render.pipeline")
     kwargs = {}
     with loading("diffusers pipeline", name):
         pipeline_config = DiffusionPipeline.load_config(name)

@@ -196,6 +196,9 @@ class PromptTrainer:
     def setup(self, resume: str | Path | None = None) -> None:
         """Load the policy (from a checkpoint when resuming), the reference and the PPO trainer."""
         cfg = self.config
+        # The image side loads before the seed is set or restored: building a model draws random
+        # numbers, and a resumed run must draw the same ones as one that never stopped.
+        self.renderer, self.reward, self.judges  # noqa: B018 (each property loads on first use)
         set_seed(cfg.seed)
         state = None
         self.run.prepare(resume=resume is not None, overwrite=self.overwrite, write=self.accelerator.is_main_process)
@@ -434,7 +437,7 @@ class PromptTrainer:
         return out
 
     def heldout_comparison(self):
-        """`evaluate.EvalResult` of the start model against the policy on the held-out ideas."""
+        """`eval.EvalResult` of the start model against the policy on the held-out ideas."""
         e = self.config.eval
         base, tuned = self._heldout_samples(base=True), self._heldout_samples()
         names = {"base": str(self.start_model), "tuned": str(self.run.paths.model)}

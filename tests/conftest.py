@@ -156,7 +156,7 @@ def standin_hub(tmp_path_factory):
     """`HF_HOME` of an offline stand-in for the Hugging Face Hub (promptrl/standins/hub.py): the
     repos the real presets name, with shrunk configs and real file formats. Built once per
     session; its real-size ViT-L-14 weights are cached across sessions (see
-    `standin_hub.default_weights_cache`)."""
+    `paths.default_weights_cache`)."""
     from promptrl.standins.hub import build_standin_hub
 
     return build_standin_hub(tmp_path_factory.getbasetemp() / "standin-hub")

@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import sys  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
@@ -327,3 +328,21 @@ def test_the_app_leaves_no_temp_dirs_behind(tmp_path):
     demo.training.download_dir.mkdir(parents=True)
     demo.training.close()
     assert not demo.training.download_dir.exists()
+
+
+def test_a_bug_in_a_handler_shows_no_details_to_the_visitor(caplog):
+    """promptrl's own refusals are shown as they are; any other exception's text (it may hold a
+    server path) goes to the server's log only."""
+    from promptrl.app.limits import UserError, friendly
+    from promptrl.rewards import RewardError
+
+    @friendly(2)
+    def handler(error):
+        raise error
+
+    assert handler(UserError("Type at least one idea."))[1] == "⚠️ Type at least one idea."
+    assert handler(RewardError("reward 'mine' returned 3 values"))[1] == "⚠️ reward 'mine' returned 3 values"
+    with caplog.at_level(logging.ERROR, logger="promptrl"):
+        table, status = handler(KeyError("/srv/secret/weights.bin"))
+    assert "secret" not in status and status.startswith("⚠️ Something went wrong") and table is not None
+    assert "/srv/secret/weights.bin" in caplog.text  # the operator still sees it

@@ -144,3 +144,31 @@ def test_the_command_line_restores_the_logging_it_found(gpt2_dir, capsys, propag
         assert "an idea -> " in capsys.readouterr().out
     finally:
         library.propagate = found
+
+
+def test_only_promptrl_errors_become_one_line_messages(monkeypatch, tmp_path, capsys):
+    """A refusal is one line; a bug (any other exception) shows its traceback, not a tidy lie."""
+    import promptrl.cli as cli_module
+    from promptrl.errors import UsageError
+
+    def refuses(args):
+        raise UsageError("steps must be at least 1, got 0.")
+
+    monkeypatch.setattr(cli_module, "cmd_generate", refuses)
+    assert main(["generate", "an idea", "--model", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "promptrl generate: error: steps must be at least 1, got 0."
+
+    for bug in (TypeError("unsupported operand"), ValueError("math domain error"), KeyError("step")):
+
+        def breaks(args, bug=bug):
+            raise bug
+
+        monkeypatch.setattr(cli_module, "cmd_generate", breaks)
+        with pytest.raises(type(bug)):
+            main(["generate", "an idea", "--model", str(tmp_path)])
+
+
+def test_a_missing_model_is_a_one_line_error(tmp_path, capsys):
+    assert main(["generate", "an idea", "--model", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nowhere does not exist" in err, err

@@ -12,9 +12,9 @@ from promptrl.rewards import (
     PickScoreReward,
     TransformersClip,
     build_reward,
-    hps_clip,
     score,
 )
+from promptrl.rewards.preference import hps_clip
 from promptrl.standins.tiny import tiny_assets
 
 IDEAS = ["a lighthouse in a storm", "a fox", "a forest"]

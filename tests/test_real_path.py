@@ -127,7 +127,7 @@ def test_hub_names_load_as_users_get_them(standin_hub, tmp_path):
     code = """
 import json, torch, open_clip
 from transformers import AutoTokenizer
-from promptrl.models import ValueHeadModel
+from promptrl.ppo import ValueHeadModel
 from promptrl.rendering import load_pipeline
 from promptrl.rewards import AestheticReward, ClipModel
 policy = ValueHeadModel.from_pretrained("bigscience/bloom-560m")

@@ -80,3 +80,30 @@ def test_supervised_finetune_lowers_the_loss(gpt2_dir):
     assert len(losses) == 15 * 2  # 3 pairs in batches of 2: 2 steps per epoch
     assert after < 0.7 * before, (before, after)  # random init: ~ln(258) = 5.55 nats per token
     assert losses[-1] < losses[0]
+
+
+def test_the_sft_command_loads_no_image_model(tmp_path, capsys):
+    """`promptrl sft` is text only: a pipeline and CLIP model that cannot load do not stop it,
+    because the trainer loads them when first needed, and SFT never needs them."""
+    from promptrl.cli import main
+    from promptrl.config import load_config
+    from promptrl.errors import NotFoundError
+    from promptrl.trainer import PromptTrainer
+
+    unloadable = [
+        f"render.pipeline={tmp_path / 'no-pipeline'}",
+        f"rewards.clip_pretrained={tmp_path / 'no-weights.bin'}",
+        "sft.epochs=1",
+        "sft.batch_size=4",
+        "trackers=[]",
+        "progress=false",
+    ]
+    out = tmp_path / "run"
+    args = ["sft", "--preset", "tiny", "--output-dir", str(out)]
+    assert main([*args, *(a for pair in unloadable for a in ("--set", pair))]) == 0
+    assert "Supervised warm start saved to" in capsys.readouterr().out
+    assert (out / "sft" / "config.json").exists() and (out / "sft" / "sft_losses.json").exists()
+    # the same trainer fails on first use of what it did not need
+    trainer = PromptTrainer(load_config("tiny", None, [*unloadable, f"output_dir={tmp_path / 'again'}"]))
+    with pytest.raises(NotFoundError, match="no-pipeline"):
+        trainer.renderer  # noqa: B018 (the property loads it)

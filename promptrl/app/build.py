@@ -55,7 +55,7 @@ def build_app(
         runs_dir: where runs started from the Train tab write (and nothing else the app writes
             goes anywhere else).
         extra_rewards: `name -> (weight, reward_fn)` added to the configured rewards, for
-            Render & score and training (see `rewards.py` for the reward protocol).
+            Render & score and training (see `promptrl.rewards.protocol` for the reward protocol).
         concurrency: requests served at once per event (`queue(default_concurrency_limit=)`).
         preload: load the models now rather than on the first request.
         limits: server-side bounds on every request (default: `Limits()`).

@@ -1,4 +1,4 @@
-"""Evaluate tab, `/evaluate`: a small paired evaluation of the served models (`evaluate.py`).
+"""Evaluate tab, `/evaluate`: a small paired evaluation of the served models (`promptrl.eval`).
 
 The starting model is the base and the fine-tuned model the tuned side; the reward is the
 served one at the config's weights, the judges the config's. A visitor chooses only ideas (typed,

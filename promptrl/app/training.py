@@ -139,6 +139,7 @@ class TrainingRun:
         trainer = self.trainer
         return (
             self.output_dir,
+            self.phase,  # the poll that reports the end also carries the final plots and samples
             len(self.history),
             tuple(p.name for p in grids[-2:]),
             trainer is not None and trainer.before is not None,

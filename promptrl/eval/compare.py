@@ -5,7 +5,7 @@ are rendered from the same image noise, so the two images of a pair differ only 
 prompt. Every reward (and judge) scores every image; per reward the report gives both means
 with bootstrap 95% intervals, the paired difference and the paired win rate (ties count half)
 with theirs, from a seeded two-stage bootstrap (the statistics and the report:
-`eval_stats.py`).
+`stats.py`).
 
 Prompt statistics show what the tuning did to the text: distinct-1/2 (a collapse onto the same
 modifiers drives them down), mean length, the share cut at the text encoder's token limit and

@@ -3,7 +3,7 @@
 Intervals come from a two-stage bootstrap (ideas, then samples within each drawn idea): the
 samples of one idea are not independent, and ideas are what a user wants the result to
 generalise to. Every draw is seeded, so the same evaluation twice gives the same numbers.
-`EvalResult` is what `evaluate.compare` returns: `eval.json`, `eval.md` and `eval.png`.
+`EvalResult` is what `compare.compare` returns: `eval.json`, `eval.md` and `eval.png`.
 """
 
 from __future__ import annotations

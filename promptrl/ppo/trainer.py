@@ -12,8 +12,8 @@ One step:
    approximate KL is too large;
 5. the KL controller moves toward its target.
 
-Every logged statistic is global (`ppo_stats.py`). Inputs are checked before any state moves
-and packed per (mini)batch (`ppo_batch.py`), so padding is only as long as the (mini)batch
+Every logged statistic is global (`stats.py`). Inputs are checked before any state moves
+and packed per (mini)batch (`batch.py`), so padding is only as long as the (mini)batch
 needs; by default minibatches group samples of similar length.
 Everything runs through `accelerate.Accelerator`: one CPU process, one GPU or N data-parallel
 processes with the same code.

@@ -15,6 +15,7 @@
 from .baselines import BASELINES, make_baseline
 from .build import ALL_WEIGHTS_ZERO, BUILDERS, Defaults, build_reward, import_target, reward_from_config, weighted_terms
 from .clip import AestheticReward, ClipSimilarityReward
+from .embedders import ClipModel, TransformersClip
 from .penalty import PromptPenalty
 from .preference import HPSReward, PickScoreReward
 from .protocol import RewardError, RewardFn, WeightedSum, call_reward, reward_name, score, with_terms
@@ -24,6 +25,7 @@ __all__ = [
     "BASELINES",
     "BUILDERS",
     "AestheticReward",
+    "ClipModel",
     "ClipSimilarityReward",
     "Defaults",
     "HPSReward",
@@ -31,6 +33,7 @@ __all__ = [
     "PromptPenalty",
     "RewardError",
     "RewardFn",
+    "TransformersClip",
     "WeightedSum",
     "build_reward",
     "call_reward",

@@ -1,6 +1,6 @@
 """The stand-in hub's language models: `bigscience/bloom-560m` and `gpt2` as published
 (config, tokenizer files, weights with base-model keys), with random weights and, for
-`size="small"`, shrunk sizes. `standin_hub.py` installs them in the hub cache.
+`size="small"`, shrunk sizes. `hub.py` installs them in the hub cache.
 """
 
 from __future__ import annotations

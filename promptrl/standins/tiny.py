@@ -2,7 +2,7 @@
 
 Tests, the `tiny` preset and the benchmarks run without a model hub: `tiny_assets()` builds
 (once, into `paths.default_cache_dir()`) a small policy, Stable Diffusion pipeline, open_clip
-scorer with an aesthetic head, PickScore-style CLIP and HPS checkpoint (`tiny_models.py`), and
+scorer with an aesthetic head, PickScore-style CLIP and HPS checkpoint (`builders.py`), and
 returns where each lives.
 
 A config names them `tiny:<asset>` (`tiny:policy`, `tiny:pipeline`, ...), so it holds no
