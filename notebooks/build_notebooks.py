@@ -140,7 +140,7 @@ doing).
         """\
 import dataclasses
 
-from promptrl.config import load_config
+from promptrl import load_config
 from promptrl.rewards import weighted_terms
 from promptrl.standins import resolve_tiny
 
@@ -182,7 +182,7 @@ from IPython.display import Image, Markdown, display
 from promptrl.plots import image_grid
 from promptrl.rendering import to_pil
 from promptrl.rewards import score
-from promptrl.trainer import PromptTrainer
+from promptrl import PromptTrainer
 
 
 def colourfulness(images, prompts, ideas):
