@@ -34,9 +34,10 @@ def main(outdir: str, model_dir: str) -> None:
         seen["verdicts"].append(verdict)
         return stats, verdict
 
-    def recorded_optimize(packed, rollout, advantages, returns):
-        seen["advantage_means"].append(((advantages * rollout.mask).sum() / rollout.mask.sum()).item())
-        return optimize(packed, rollout, advantages, returns)
+    def recorded_optimize(packed, targets, *args):
+        mask, advantages = packed.response_mask, targets["advantages"]
+        seen["advantage_means"].append(((advantages * mask).sum() / mask.sum()).item())
+        return optimize(packed, targets, *args)
 
     trainer.kl_ctl.update = recorded_update
     trainer._train_minibatch = recorded_train_minibatch

@@ -282,11 +282,16 @@ MUTANTS = [
     m(
         "grouped minibatches not weighted by their tokens",
         "trainer.py",
-        "weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if cfg.group_by_length else 1.0",
+        "weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if group_by_length else 1.0",
         "weight = 1.0",
     ),
     m("forward_batch_size ignored", "trainer.py", "fbs = self.config.forward_batch_size", "fbs = n"),
-    m("one epoch only", "trainer.py", "for _ in range(cfg.ppo_epochs)]", "for _ in range(1)]"),
+    m(
+        "one epoch only",
+        "trainer.py",
+        "self._optimize(packed, targets, cfg.ppo_epochs, cfg.group_by_length)",
+        "self._optimize(packed, targets, 1, cfg.group_by_length)",
+    ),
     # forward pass: alignment, positions, temperature
     m(
         "temperature ignored",
@@ -382,9 +387,9 @@ MUTANTS = [
         "guards decide on the process's own minibatch",
         "trainer.py",
         "        approxkl, ratio = global_mean(\n"
-        '            torch.stack([stats["ppo/policy/approxkl"], stats["ppo/policy/ratio"]]), stats["ppo/tokens"]\n'
+        '            torch.stack([stats[f"{p}/policy/approxkl"], stats[f"{p}/policy/ratio"]]), weight\n'
         "        ).tolist()",
-        '        approxkl, ratio = stats["ppo/policy/approxkl"].item(), stats["ppo/policy/ratio"].item()',
+        '        approxkl, ratio = stats[f"{p}/policy/approxkl"].item(), stats[f"{p}/policy/ratio"].item()',
         DISTRIBUTED,
     ),
     # validation before state moves

@@ -279,8 +279,8 @@ def test_length_grouped_minibatches_weigh_by_their_share_of_tokens(gpt2_dir, gro
     responses = [torch.randint(0, VOCAB - 2, (n,), generator=g) for n in (2, 6, 2, 6)]
     seen = []
     train = trainer._train_minibatch
-    trainer._train_minibatch = lambda batch, idx, *args: (
-        seen.append((sorted(idx), args[-1])) or train(batch, idx, *args)
+    trainer._train_minibatch = lambda batch, idx, targets, scale, step_tokens=None: (
+        seen.append((sorted(idx), scale)) or train(batch, idx, targets, scale, step_tokens)
     )
     trainer.step(queries, responses, [1.0, 0.0, -1.0, 0.5])
     if grouped:

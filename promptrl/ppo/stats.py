@@ -18,6 +18,9 @@ from accelerate import Accelerator
 from .batch import RolloutPass
 from .core import _all_reduce_sum, masked_mean, masked_var
 
+WEIGHT_KEY = "_weight"
+"""Under this key a minibatch's statistics carry their weight (tokens, or sequences) over processes."""
+
 
 def global_mean(local_means: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Token-weighted mean over processes of per-process token means `[..., k]`."""
@@ -28,8 +31,8 @@ def global_mean(local_means: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor
 
 def minibatch_stats(collected: list[dict[str, torch.Tensor]], accelerator: Accelerator) -> dict[str, torch.Tensor]:
     """Per-minibatch statistics `{key: [n_minibatches]}` from each minibatch's local ones (which
-    carry their token count under `ppo/tokens`), each the value over all processes."""
-    tokens = torch.stack([s.pop("ppo/tokens") for s in collected]).float()
+    carry their weight under `WEIGHT_KEY`), each the value over all processes."""
+    tokens = torch.stack([s.pop(WEIGHT_KEY) for s in collected]).float()
     keys = list(collected[0])
     means = [k for k in keys if not k.endswith("max_dev")]
     maxima = [k for k in keys if k.endswith("max_dev")]

@@ -37,12 +37,13 @@ from .core import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,
+    _all_reduce_sum,
     compute_advantages,
     entropy_from_logprobs,
     ppo_loss,
     whiten,
 )
-from .stats import batch_stats, global_mean, minibatch_stats
+from .stats import WEIGHT_KEY, batch_stats, global_mean, minibatch_stats
 from .value_head import ValueHeadModel
 
 SCORE_STD_MIN = 1e-6
@@ -62,6 +63,9 @@ class PPOTrainer:
         optimizer: defaults to AdamW over the trainable parameters.
         accelerator: defaults to a new `Accelerator(mixed_precision=config.mixed_precision)`.
     """
+
+    algorithm = "ppo"
+    """The name a checkpoint records (`group.py` has the others)."""
 
     def __init__(
         self,
@@ -104,7 +108,9 @@ class PPOTrainer:
             optimizer = _adamw([p for p in model.parameters() if p.requires_grad], self.config)
         model.train()
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        if ref_model is None and not model.is_peft_model:
+        if not self.uses_reference:
+            ref_model = None
+        elif ref_model is None and not model.is_peft_model:
             ref_model = copy.deepcopy(model)
         if ref_model is not None:
             ref_model = ref_model.to(self.accelerator.device).eval().requires_grad_(False)
@@ -117,6 +123,21 @@ class PPOTrainer:
         self.current_step = 0
         self.minibatch_stats: list[dict[str, float]] = []
         """Per-minibatch statistics of the last step, in training order."""
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the step needs the reference's log-probs (PPO's KL penalty does)."""
+        return True
+
+    @property
+    def stats_prefix(self) -> str:
+        """The namespace of the step's own statistics (`ppo/loss/policy`, ...)."""
+        return self.algorithm
+
+    @property
+    def uses_step_tokens(self) -> bool:
+        """Whether a minibatch's loss needs the token count of its whole optimizer step."""
+        return False
 
     @property
     def policy(self) -> ValueHeadModel:
@@ -186,7 +207,9 @@ class PPOTrainer:
                     out.logprobs[index, :r] = lp * mask
                     out.values[index, :r] = v * mask
                     out.entropy[index, :r] = entropy_from_logprobs(all_lp) * mask
-                if self.ref_model is not None:
+                if not self.uses_reference:
+                    ref_lp = torch.zeros_like(mask)
+                elif self.ref_model is not None:
                     ref_lp, _, _ = self._forward(self.ref_model, batch)
                 else:
                     with policy.disabled_adapter():
@@ -279,8 +302,14 @@ class PPOTrainer:
             advantages, returns = compute_advantages(rollout.values, rewards, mask, cfg.gamma, cfg.lam)
             advantages = whiten(advantages, mask, global_batch=True)
 
+        targets = {
+            "old_logprobs": rollout.logprobs,
+            "values": rollout.values,
+            "advantages": advantages,
+            "returns": returns,
+        }
         with watch("time/ppo/optimize_step"):
-            collected, progress = self._optimize(packed, rollout, advantages, returns)
+            collected, progress = self._optimize(packed, targets, cfg.ppo_epochs, cfg.group_by_length)
 
         with watch("time/ppo/calc_stats"):
             train_stats = minibatch_stats(collected, self.accelerator)
@@ -307,34 +336,30 @@ class PPOTrainer:
         stats["time/ppo/total"] = watch.total()
         return stats
 
-    def _optimize(self, packed: PackedBatch, rollout: RolloutPass, advantages, returns):
-        """`ppo_epochs` passes over shuffled minibatches, `gradient_accumulation_steps` of them
-        per optimizer step. Returns each minibatch's statistics and the epochs, early-stop and
-        skipped-minibatch counts."""
+    def _optimize(self, packed: PackedBatch, targets: dict[str, torch.Tensor], epochs: int, group_by_length: bool):
+        """`epochs` passes over shuffled minibatches, `gradient_accumulation_steps` of them per
+        optimizer step. `targets` are the per-sample tensors the loss needs (`[n, r_len]` or
+        `[n]`), cut to each minibatch's rows. Returns each minibatch's statistics and the
+        epochs, early-stop and skipped-minibatch counts."""
         cfg = self.config
         n = len(packed.r_lens)
         generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "ppo/minibatches", self.current_step))
-        perms = [torch.randperm(n, generator=generator) for _ in range(cfg.ppo_epochs)]
+        perms = [torch.randperm(n, generator=generator) for _ in range(epochs)]
         collected: list[dict[str, torch.Tensor]] = []
         epochs_done, skipped, stopped = 0, 0, False
         for perm in perms:
             epochs_done += 1
-            minibatches = packed.minibatches(perm, cfg.mini_batch_size, cfg.group_by_length, generator)
+            minibatches = packed.minibatches(perm, cfg.mini_batch_size, group_by_length, generator)
             mean_tokens = sum(packed.r_lens) / len(minibatches)
             gas = cfg.gradient_accumulation_steps
             for group in (minibatches[i : i + gas] for i in range(0, len(minibatches), gas)):
                 trained = 0
+                step_tokens = self._step_tokens(packed, group) if self.uses_step_tokens else None
                 for idx in group:
                     # A length-grouped minibatch weighs by its share of the tokens (see PPOConfig).
-                    weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if cfg.group_by_length else 1.0
+                    weight = sum(packed.r_lens[i] for i in idx) / mean_tokens if group_by_length else 1.0
                     stats, verdict = self._train_minibatch(
-                        packed.select(idx),
-                        idx,
-                        rollout.logprobs,
-                        rollout.values,
-                        advantages,
-                        returns,
-                        weight / len(group),
+                        packed.select(idx), idx, targets, weight / len(group), step_tokens
                     )
                     collected.append(stats)
                     stopped = verdict == "stop"
@@ -351,33 +376,40 @@ class PPOTrainer:
         progress = {"ppo/epochs": epochs_done, "ppo/early_stopped": float(stopped), "ppo/skipped_minibatches": skipped}
         return collected, progress
 
-    def _train_minibatch(self, batch: PackedBatch, idx, old_logprobs, values, advantages, returns, scale):
+    def _step_tokens(self, packed: PackedBatch, group: list[list[int]]) -> float:
+        """Response tokens of one optimizer step's minibatches over every process, per process."""
+        local = torch.tensor(float(sum(packed.r_lens[i] for idx in group for i in idx)), device=self.accelerator.device)
+        return (_all_reduce_sum(local) / self.accelerator.num_processes).item()
+
+    @staticmethod
+    def _rows(targets: dict[str, torch.Tensor], idx: list[int], r_len: int) -> dict[str, torch.Tensor]:
+        """Each target's rows `idx`, cut to the minibatch's `r_len` response columns."""
+        rows = torch.tensor(idx, device=next(iter(targets.values())).device)
+        return {k: v[rows, :r_len] if v.dim() == 2 else v[rows] for k, v in targets.items()}
+
+    def _train_minibatch(self, batch: PackedBatch, idx, targets, scale, step_tokens=None):
         """Forward the minibatch `batch` (the samples `idx`), then backward `scale` x its loss
-        unless a guard says otherwise.
+        unless a guard says otherwise (`_guard_and_backward`)."""
+        t = self._rows(targets, idx, batch.r_len)
+        mask = batch.response_mask
+        with self.accelerator.autocast():
+            logprobs, vpreds, _ = self._forward(self.model, batch)
+        loss, stats = self.loss(t["old_logprobs"], t["values"], t["advantages"], t["returns"], logprobs, vpreds, mask)
+        return self._guard_and_backward(loss, stats, mask.sum(), scale)
+
+    def _guard_and_backward(self, loss, stats: dict, weight: torch.Tensor, scale: float):
+        """Backward `scale` x `loss` unless a guard says otherwise. `weight` (the minibatch's
+        tokens, or sequences for sequence-level statistics) weighs its statistics over processes.
 
         Returns `(stats, verdict)`: verdict "train", "skip" (importance ratio above
         `ratio_threshold`) or "stop" (early stopping: approximate KL above 1.5 x `target_kl`).
         Both guards look at the minibatch before its update, averaged over all processes, so
         every process decides alike.
         """
-        cfg = self.config
-        r = batch.r_len
-        rows = torch.tensor(idx, device=old_logprobs.device)
-        mask = batch.response_mask
-        with self.accelerator.autocast():
-            logprobs, vpreds, _ = self._forward(self.model, batch)
-        loss, stats = self.loss(
-            old_logprobs[rows, :r],
-            values[rows, :r],
-            advantages[rows, :r],
-            returns[rows, :r],
-            logprobs,
-            vpreds,
-            mask,
-        )
-        stats["ppo/tokens"] = mask.sum()
+        cfg, p = self.config, self.stats_prefix
+        stats[WEIGHT_KEY] = weight
         approxkl, ratio = global_mean(
-            torch.stack([stats["ppo/policy/approxkl"], stats["ppo/policy/ratio"]]), stats["ppo/tokens"]
+            torch.stack([stats[f"{p}/policy/approxkl"], stats[f"{p}/policy/ratio"]]), weight
         ).tolist()
         if cfg.early_stopping and approxkl > 1.5 * cfg.target_kl:
             return stats, "stop"
@@ -394,8 +426,9 @@ class PPOTrainer:
 
     # -- checkpoint state --------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Optimizer, KL controller, score statistics and step count (weights are saved apart)."""
+        """Optimizer, KL controller, score statistics, step count and algorithm (weights are saved apart)."""
         return {
+            "algorithm": self.algorithm,
             "optimizer": self.optimizer.state_dict(),
             "kl_ctl": self.kl_ctl.state_dict(),
             "score_moments": self.score_moments.state_dict(),
@@ -403,10 +436,19 @@ class PPOTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self._check_algorithm(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.score_moments.load_state_dict(state["score_moments"])
         self.current_step = int(state["current_step"])
+
+    def _check_algorithm(self, state: dict) -> None:
+        saved = state.get("algorithm", "ppo")  # checkpoints from before GRPO and RLOO are PPO's
+        if saved != self.algorithm:
+            raise UsageError(
+                f"this state was saved by {saved}, not {self.algorithm}: their optimizer states and "
+                f"statistics differ. Resume with algorithm={saved}, or start a new run to train with {self.algorithm}."
+            )
 
 
 def _adamw(params: list[torch.nn.Parameter], config: PPOConfig) -> torch.optim.AdamW:
