@@ -30,6 +30,7 @@ from .eval.stats import MARKDOWN_FILE, prompt_stats
 from .ideas import load_ideas
 from .paths import check_model_source, save_image_atomically
 from .plots import image_grid, plot_report, write_before_after
+from .ppo.group import ALGORITHMS
 from .ppo.rollback import RollbackGuard
 from .ppo.sampling import PromptGenerator, Rollout
 from .ppo.trainer import PPOTrainer
@@ -122,12 +123,14 @@ class PromptTrainer:
         self.start_record: str = self.given_config.policy.model
         """How the run records its starting model: a hub name, `tiny:<asset>` or `run:sft`."""
         self.ppo: PPOTrainer | None = None
+        """The policy optimiser of `config.algorithm` (a `PPOTrainer`, `GRPOTrainer` or `RLOOTrainer`), once set up."""
         self.guard: RollbackGuard | None = None
         self.generator: PromptGenerator | None = None
         self.before: list[dict] | None = None
         """Samples of the start model on fixed ideas (prompt, reward, image each), once sampled."""
         self.after: list[dict] | None = None
         """The same ideas sampled by the final model, once the run has finished."""
+        self._start_generator: PromptGenerator | None = None
         self.heldout_eval = None
         """`EvalResult` of the start model against the final one on the held-out ideas, once finished."""
         self.phase = "created"
@@ -221,8 +224,7 @@ class PromptTrainer:
         policy = ValueHeadModel.from_pretrained(policy_source, peft_config=None if from_ckpt_peft else peft_config)
         if cfg.policy.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
-        ref = None if policy.is_peft_model else ValueHeadModel.from_pretrained(self.start_model)
-        self.ppo = PPOTrainer(policy, ref, self.tokenizer, config=cfg.ppo, accelerator=self.accelerator)
+        self.ppo = self._policy_optimizer(policy)
         self.guard = RollbackGuard(self.ppo)
         self.generator = PromptGenerator(self.ppo.policy, self.tokenizer, cfg.generation)
         if state is not None:
@@ -238,6 +240,29 @@ class PromptTrainer:
         if cfg.trackers:
             flat = {k: v for k, v in flatten(cfg.to_dict(), sep="/").items() if isinstance(v, (int, float, str, bool))}
             self.accelerator.init_trackers("promptrl", config=flat)
+
+    def _policy_optimizer(self, policy: ValueHeadModel) -> PPOTrainer:
+        """The trainer of `config.algorithm` for `policy`, with a reference model only where the
+        algorithm uses one (a LoRA policy's reference is itself with the adapter off)."""
+        cfg = self.config
+        uses_reference = cfg.algorithm == "ppo" or getattr(cfg, cfg.algorithm).beta != 0
+        ref = None
+        if uses_reference and not policy.is_peft_model:
+            ref = ValueHeadModel.from_pretrained(self.start_model)
+        if cfg.algorithm == "ppo":
+            return PPOTrainer(policy, ref, self.tokenizer, config=cfg.ppo, accelerator=self.accelerator)
+        settings = getattr(cfg, cfg.algorithm)
+        if cfg.algorithm == "grpo" and settings.max_completion_length is None:
+            settings = dataclasses.replace(settings, max_completion_length=cfg.generation.max_new_tokens)
+        return ALGORITHMS[cfg.algorithm](
+            policy,
+            ref,
+            self.tokenizer,
+            config=cfg.ppo,
+            settings=settings,
+            group_size=cfg.samples_per_idea,
+            accelerator=self.accelerator,
+        )
 
     # -- one step ----------------------------------------------------------------------------
     def ideas_for_step(self, step: int) -> list[str]:
@@ -350,7 +375,10 @@ class PromptTrainer:
             self.history.append(metrics)
             self._log(metrics)
             bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward/total/mean']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
+            postfix = {"reward": f"{metrics['reward/total/mean']:.3f}"}
+            if "objective/kl" in metrics:  # GRPO and RLOO without a KL term run no reference
+                postfix["kl"] = f"{metrics['objective/kl']:.2f}"
+            bar.set_postfix(postfix)
             if callback is not None:
                 callback(metrics)
             stop = stopped()
@@ -389,7 +417,8 @@ class PromptTrainer:
     def _save_model(self, directory: Path) -> None:
         """Policy and tokenizer in `save_pretrained` format, plus `promptrl.json` naming the
         starting model (what the app compares against)."""
-        self.ppo.policy.save_pretrained(directory)
+        # GRPO and RLOO train no value head: a saved one would pretend to hold values
+        self.ppo.policy.save_pretrained(directory, value_head=self.config.algorithm == "ppo")
         self.tokenizer.save_pretrained(directory)
         self.run.write_model_info(directory, self.start_record, self.step, self.config.preset)
 
@@ -413,11 +442,15 @@ class PromptTrainer:
         e = self.config.eval
         if not base:
             generator, context = self.generator, contextlib.nullcontext()
-        elif self.ppo.ref_model is not None:
-            generator = PromptGenerator(self.ppo.ref_model, self.tokenizer, self.config.generation)
-            context = contextlib.nullcontext()
-        else:  # LoRA: the start model is the policy with its adapters switched off
+        elif self.ppo.policy.is_peft_model:  # LoRA: the start model is the policy with its adapters off
             generator, context = self.generator, self.ppo.policy.disabled_adapter()
+        else:  # the reference; GRPO and RLOO without a KL term hold none, so it loads now
+            if self._start_generator is None:
+                start = self.ppo.ref_model
+                if start is None:
+                    start = ValueHeadModel.from_pretrained(self.start_model).to(self.accelerator.device)
+                self._start_generator = PromptGenerator(start.eval(), self.tokenizer, self.config.generation)
+            generator, context = self._start_generator, contextlib.nullcontext()
         with context:
             return sample_and_score(generator, self.renderer, self.reward, self.heldout, e.samples, e.seed, self.judges)
 

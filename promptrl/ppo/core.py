@@ -1,4 +1,5 @@
-"""The PPO math as plain functions: log-probabilities, masked statistics, GAE, KL control.
+"""The math as plain functions: log-probabilities, masked statistics, GAE, PPO's loss and KL
+control, and the group-relative advantages and losses of GRPO and RLOO.
 
 Shapes: `[batch, response_len]` tensors are aligned on the first response token; `mask` is 1
 for a real response token and 0 for padding after the response ends.
@@ -11,6 +12,8 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from ..errors import UsageError
 
 
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -219,3 +222,152 @@ class RunningMoments:
     def load_state_dict(self, state: dict) -> None:
         self.mean, self.std = float(state["mean"]), float(state["std"])
         self.var, self.count = float(state["var"]), float(state["count"])
+
+
+# --------------------------------------------------------------------------- group-relative methods
+# GRPO and RLOO (no value head): each sample is measured against the other samples of its
+# group, the `group_size` consecutive samples drawn for one query.
+
+
+def _groups(values: torch.Tensor, group_size: int) -> torch.Tensor:
+    if values.dim() != 1 or len(values) % group_size:
+        raise UsageError(f"{len(values)} values do not split into groups of {group_size}")
+    return values.view(-1, group_size)
+
+
+def _global_std(values: torch.Tensor) -> torch.Tensor:
+    """Bessel-corrected standard deviation of `values [n]` over every process's values."""
+    return masked_var(values, torch.ones_like(values), global_batch=True).sqrt()
+
+
+def grpo_advantages(scores: torch.Tensor, group_size: int, scale: str = "group") -> torch.Tensor:
+    """GRPO's advantage of each sample `[n]`: its score minus its group's mean, divided by
+    (std + 1e-4) where std is the group's (`scale="group"`), the whole batch's over every
+    process (`"batch"`), or not divided at all (`"none"`); stds are Bessel-corrected."""
+    groups = _groups(scores, group_size)
+    advantages = (groups - groups.mean(1, keepdim=True)).flatten()
+    if scale == "group":
+        std = groups.std(1).repeat_interleave(group_size)
+    elif scale == "batch":
+        std = _global_std(scores)
+    elif scale == "none":
+        return advantages
+    else:
+        raise UsageError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
+    return advantages / (std + 1e-4)
+
+
+def leave_one_out_advantages(rewards: torch.Tensor, group_size: int, normalize: bool = False) -> torch.Tensor:
+    """RLOO's advantage of each sample `[n]`: its reward minus the mean reward of the other
+    `group_size - 1` samples of its group; with `normalize`, then shifted and scaled to mean 0
+    and std 1 over the whole batch (every process's samples; std + 1e-4)."""
+    groups = _groups(rewards, group_size)
+    baseline = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    advantages = (groups - baseline).flatten()
+    if normalize:
+        ones = torch.ones_like(advantages)
+        advantages = (advantages - masked_mean(advantages, ones, global_batch=True)) / (_global_std(advantages) + 1e-4)
+    return advantages
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimate of KL(policy || reference) per token, never negative:
+    `exp(ref - logp) - (ref - logp) - 1`."""
+    delta = ref_logprobs - logprobs
+    return torch.exp(delta) - delta - 1
+
+
+def grpo_loss(
+    old_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
+    advantages: torch.Tensor,
+    logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+    beta: float,
+    loss_type: str,
+    max_completion_length: int,
+    step_tokens: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GRPO's clipped objective per token, `-min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A)`,
+    plus `beta * k3_kl` per token when `beta > 0`, reduced by `loss_type`:
+
+    - `grpo`: each sequence's token mean, then the mean over sequences;
+    - `bnpo`: the token mean over this (mini)batch;
+    - `dr_grpo`: the sum over tokens / (sequences x `max_completion_length`);
+    - `dapo`: the sum over tokens / `step_tokens` (the tokens of the whole optimizer step over
+      every process, divided by the number of processes: once gradients are averaged over
+      processes, a token mean over the global batch).
+
+    `old_logprobs`, `ref_logprobs`, `logprobs`, `mask`: `[n, r_len]`; `advantages`: `[n]`.
+    Returns `(loss, stats)` with token-mean statistics.
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    adv = advantages[:, None]
+    losses1 = -adv * ratio
+    losses2 = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    per_token = torch.max(losses1, losses2)
+    kl = k3_kl(logprobs, ref_logprobs) if beta != 0 else torch.zeros_like(logprobs)
+    if beta != 0:
+        per_token = per_token + beta * kl
+    total = (per_token * mask).sum()
+    if loss_type == "grpo":
+        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    elif loss_type == "bnpo":
+        loss = total / mask.sum().clamp(min=1)
+    elif loss_type == "dr_grpo":
+        loss = total / (len(per_token) * max_completion_length)
+    elif loss_type == "dapo":
+        loss = total / max(step_tokens, 1.0)
+    else:
+        raise UsageError(f"loss_type must be 'grpo', 'bnpo', 'dr_grpo' or 'dapo', got {loss_type!r}")
+    with torch.no_grad():
+        per_token_stats = {
+            "policy/approxkl": 0.5 * log_ratio**2,
+            "policy/policykl": -log_ratio,
+            "policy/clipfrac": (losses2 > losses1).float(),
+            "policy/ratio": ratio,
+            "policy/kl": kl,
+        }
+        means = (torch.stack(list(per_token_stats.values())) * mask).sum((1, 2)) / mask.sum().clamp(min=1)
+        stats = {
+            "loss/policy": loss.detach(),
+            "loss/total": loss.detach(),
+            **dict(zip(per_token_stats, means)),
+            "policy/ratio_max_dev": ((ratio - 1).abs() * mask).max(),
+        }
+    return loss, stats
+
+
+def rloo_loss(
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    eps_low: float,
+    eps_high: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """RLOO's clipped objective on whole sequences: with `rho = exp(sum_t logp - sum_t old_logp)`,
+    the mean over sequences of `-min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A)`.
+
+    `old_logprobs`, `logprobs`, `mask`: `[n, r_len]`; `advantages`: `[n]`. Returns `(loss,
+    stats)` with sequence-mean statistics.
+    """
+    log_ratio = ((logprobs - old_logprobs) * mask).sum(1)
+    ratio = torch.exp(log_ratio)
+    losses1 = -advantages * ratio
+    losses2 = -advantages * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    loss = torch.max(losses1, losses2).mean()
+    with torch.no_grad():
+        stats = {
+            "loss/policy": loss.detach(),
+            "loss/total": loss.detach(),
+            "policy/approxkl": (0.5 * log_ratio**2).mean(),
+            "policy/policykl": (-log_ratio).mean(),
+            "policy/clipfrac": (losses2 > losses1).float().mean(),
+            "policy/ratio": ratio.mean(),
+            "policy/ratio_max_dev": (ratio - 1).abs().max(),
+        }
+    return loss, stats

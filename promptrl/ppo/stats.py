@@ -92,3 +92,47 @@ def batch_stats(
     chunks = gather(accelerator.pad_across_processes(torch.cat([advantages, mask]), dim=1)).split(2 * n)
     out["ppo/policy/advantages"] = torch.cat([c[:n][c[n:].bool()] for c in chunks]).cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def group_stats(
+    accelerator: Accelerator,
+    prefix: str,
+    scores: torch.Tensor,
+    rollout: RolloutPass,
+    advantages: torch.Tensor,
+    kl: torch.Tensor | None,
+    group_size: int,
+) -> dict:
+    """A GRPO or RLOO step's whole-batch statistics under `prefix`: floats, plus
+    `<prefix>/policy/advantages` (one per sample) and, with a reference, `objective/kl_dist`
+    (KL per sequence) as numpy arrays. `<prefix>/frac_zero_std_groups` is the share of groups
+    whose samples all scored alike: their advantages are 0, so they teach nothing."""
+    gather = accelerator.gather
+    mask, logprobs = rollout.mask, rollout.logprobs
+    scores = gather(scores.to(mask.device).float())
+    every_advantage = gather(advantages.float())
+
+    def token_mean(x):
+        return masked_mean(x, mask, global_batch=True)
+
+    stats = {
+        "objective/logprobs": token_mean(logprobs),
+        "objective/entropy": gather((-logprobs * mask).sum(1)).mean(),
+        f"{prefix}/policy/entropy": token_mean(rollout.entropy),
+        f"{prefix}/mean_scores": scores.mean(),
+        f"{prefix}/std_scores": scores.std() if len(scores) > 1 else torch.zeros((), device=mask.device),
+        f"{prefix}/frac_zero_std_groups": (scores.view(-1, group_size).std(1) == 0).float().mean(),
+        f"{prefix}/advantages_mean": every_advantage.mean(),
+        f"{prefix}/advantages_std": every_advantage.std() if len(every_advantage) > 1 else torch.zeros(()),
+    }
+    if kl is not None:
+        kl_per_seq = gather(kl)
+        stats["objective/kl"] = kl_per_seq.mean()
+        stats["objective/ref_logprobs"] = token_mean(rollout.ref_logprobs)
+    names = list(stats)
+    out = dict(zip(names, torch.stack([stats[k].float().to(mask.device) for k in names]).cpu().tolist()))
+    if kl is not None:
+        out["objective/kl_dist"] = kl_per_seq.cpu().numpy()
+    out[f"{prefix}/policy/advantages"] = every_advantage.cpu().numpy()
+    return out

@@ -373,7 +373,12 @@ class PPOTrainer:
                     break
             if stopped:
                 break
-        progress = {"ppo/epochs": epochs_done, "ppo/early_stopped": float(stopped), "ppo/skipped_minibatches": skipped}
+        p = self.stats_prefix
+        progress = {
+            f"{p}/epochs": epochs_done,
+            f"{p}/early_stopped": float(stopped),
+            f"{p}/skipped_minibatches": skipped,
+        }
         return collected, progress
 
     def _step_tokens(self, packed: PackedBatch, group: list[list[int]]) -> float:

@@ -285,12 +285,14 @@ class ValueHeadModel(nn.Module):
         with loading("language model", name_or_path):
             return AutoModelForCausalLM.from_pretrained(name_or_path, config=config, **kwargs)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """Write the LM (or its adapter) in safetensors plus `value_head.safetensors`."""
+    def save_pretrained(self, save_directory: str | os.PathLike, value_head: bool = True, **kwargs) -> None:
+        """Write the LM (or its adapter) in safetensors plus, with `value_head`,
+        `value_head.safetensors` (GRPO and RLOO train none, so they leave it out)."""
         os.makedirs(save_directory, exist_ok=True)
         self.pretrained_model.save_pretrained(save_directory, safe_serialization=True, **kwargs)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.v_head.state_dict().items()}
-        save_file(state, os.path.join(save_directory, VALUE_HEAD_FILE))
+        if value_head:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.v_head.state_dict().items()}
+            save_file(state, os.path.join(save_directory, VALUE_HEAD_FILE))
 
     def disabled_adapter(self):
         """Context in which a LoRA model computes with its base weights: the PPO reference."""
