@@ -179,10 +179,10 @@ the total and each component: try it on a few images before training.
         '''\
 from IPython.display import Image, Markdown, display
 
+from promptrl import PromptTrainer
 from promptrl.plots import image_grid
 from promptrl.rendering import to_pil
 from promptrl.rewards import score
-from promptrl import PromptTrainer
 
 
 def colourfulness(images, prompts, ideas):

@@ -19,7 +19,7 @@ import yaml
 
 from . import checks
 from .errors import NotFoundError, UsageError
-from .ppo.config import PPOConfig
+from .ppo.config import GRPOConfig, PPOConfig, RLOOConfig
 from .ppo.sampling import PromptGenerationConfig
 from .presets import DEFAULT_PRESET, PRESETS
 from .rendering import RenderConfig
@@ -130,6 +130,7 @@ class RewardsConfig:
 
 
 JUDGE_TYPES = ("aesthetic", "similarity", "pickscore", "hps", "penalty")
+ALGORITHMS = ("ppo", "grpo", "rloo")
 
 
 @dataclass
@@ -172,7 +173,13 @@ class TrainConfig:
     generation: PromptGenerationConfig = field(default_factory=PromptGenerationConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    algorithm: str = "ppo"
+    """How the policy learns from the rewards: 'ppo' (value head, GAE, adaptive KL penalty; trl
+    0.11's), 'grpo' or 'rloo' (no value head: each sample against its idea's other samples, so
+    samples_per_idea >= 2). The `ppo` section holds what all three share; `grpo` and `rloo` their own."""
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(batch_size=16, mini_batch_size=8, forward_batch_size=16))
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    rloo: RLOOConfig = field(default_factory=RLOOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     ideas: str = "bundled"
     """Ideas: a text file (one per line), a `datasets` name with `:column`, or 'bundled'."""
@@ -217,6 +224,19 @@ class TrainConfig:
                 f"config key 'samples_per_idea' ({self.samples_per_idea}) must divide "
                 f"ppo.batch_size ({self.ppo.batch_size})."
             )
+        checks.one_of("", "algorithm", self.algorithm, ALGORITHMS)
+        if self.algorithm != "ppo":
+            if self.samples_per_idea < 2:
+                raise UsageError(
+                    f"algorithm '{self.algorithm}' compares the samples of each idea with each other: "
+                    f"set samples_per_idea >= 2 (got {self.samples_per_idea}; 4-8 is usual)."
+                )
+            if self.rewards.baseline != "none":
+                raise UsageError(
+                    f"config key 'rewards.baseline' is '{self.rewards.baseline}', but algorithm "
+                    f"'{self.algorithm}' measures each sample against its idea's others already: "
+                    "set rewards.baseline=none."
+                )
         if self.rewards.baseline == "group" and self.samples_per_idea < 2:
             raise UsageError(
                 "config key 'rewards.baseline' is 'group', which compares samples of the same idea: "

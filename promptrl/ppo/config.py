@@ -114,3 +114,72 @@ class PPOConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+GROUP_SCALES = ("group", "batch", "none")
+GRPO_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO's own settings, with trl's `GRPOTrainer` names and defaults; what the algorithms
+    share (lr, batch sizes, `cliprange` as the lower clip epsilon, ...) is `PPOConfig`'s."""
+
+    beta: float = 0.0
+    """Weight of the per-token k3 KL to the reference in the loss. 0: no reference model is
+    loaded and no reference pass runs."""
+    epsilon_high: float | None = None
+    """The ratio is clipped to [1 - ppo.cliprange, 1 + epsilon_high]; None: ppo.cliprange on
+    both sides (DAPO suggests 0.28)."""
+    scale_rewards: str = "group"
+    """Divide each advantage (score minus its group's mean) by the group's std ('group'), the
+    batch's ('batch') or nothing ('none', Dr. GRPO's advice), + 1e-4."""
+    loss_type: str = "dapo"
+    """How the per-token loss is reduced: 'grpo' (each sequence's token mean, then their mean),
+    'bnpo' (token mean over the minibatch), 'dr_grpo' (sum / (sequences x max_completion_length)),
+    'dapo' (token mean over the optimizer step's tokens on every process)."""
+    num_iterations: int = 1
+    """Passes over each batch (trl's mu); more than 1 reuses the samples off-policy, clipped."""
+    max_completion_length: int | None = None
+    """dr_grpo's length constant; None: the batch's longest response (`PromptTrainer`:
+    generation.max_new_tokens)."""
+
+    def __post_init__(self):
+        checks.check_types(self, "grpo")
+        checks.at_least("grpo", "beta", self.beta, 0.0)
+        if self.epsilon_high is not None:
+            checks.positive("grpo", "epsilon_high", self.epsilon_high)
+        checks.one_of("grpo", "scale_rewards", self.scale_rewards, GROUP_SCALES)
+        checks.one_of("grpo", "loss_type", self.loss_type, GRPO_LOSS_TYPES)
+        checks.at_least("grpo", "num_iterations", self.num_iterations, 1)
+        if self.max_completion_length is not None:
+            checks.at_least("grpo", "max_completion_length", self.max_completion_length, 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RLOOConfig:
+    """RLOO's own settings, with trl's `RLOOTrainer` names and defaults; what the algorithms
+    share is `PPOConfig`'s."""
+
+    beta: float = 0.05
+    """Weight of the KL penalty in the reward: each sequence's summed log-ratio to the reference
+    (k1), subtracted from its score. 0: no reference model is loaded and no reference pass runs."""
+    epsilon_high: float | None = None
+    """The sequence ratio is clipped to [1 - ppo.cliprange, 1 + epsilon_high]; None: ppo.cliprange."""
+    normalize_advantages: bool = False
+    """Shift and scale the advantages to mean 0 and std 1 over the whole batch."""
+    num_iterations: int = 1
+    """Passes over each batch."""
+
+    def __post_init__(self):
+        checks.check_types(self, "rloo")
+        checks.at_least("rloo", "beta", self.beta, 0.0)
+        if self.epsilon_high is not None:
+            checks.positive("rloo", "epsilon_high", self.epsilon_high)
+        checks.at_least("rloo", "num_iterations", self.num_iterations, 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
