@@ -29,6 +29,9 @@ TESTS = ["tests/test_ppo_math.py", "tests/test_core.py", "tests/test_ppo.py"]
 
 
 DISTRIBUTED = ("tests/test_distributed.py::test_two_processes_stay_in_sync",)
+GROUP = ("tests/test_group.py",)
+"""GRPO's and RLOO's tests (hand-computed numbers, the trainers' wiring, learning)."""
+DISTRIBUTED_GROUP = ("tests/test_distributed.py::test_two_processes_agree_on_group_statistics",)
 """The two-process test (slow: about 10 s a run), for the mutants only two processes can show."""
 
 
@@ -136,8 +139,8 @@ MUTANTS = [
     m(
         "ratio from the wrong difference",
         "core.py",
-        "log_ratio = logprobs - old_logprobs",
-        "log_ratio = old_logprobs - logprobs",
+        "    log_ratio = logprobs - old_logprobs\n    ratio = torch.exp(log_ratio)\n    pg_losses1",
+        "    log_ratio = old_logprobs - logprobs\n    ratio = torch.exp(log_ratio)\n    pg_losses1",
     ),
     # advantages
     m(
@@ -405,6 +408,148 @@ MUTANTS = [
         "batch.py",
         "if len(q) + len(r) > max_positions:",
         "if False:",
+    ),
+]
+
+MUTANTS += [
+    # GRPO and RLOO: advantages
+    m("group std not divided", "core.py", "    return advantages / (std + 1e-4)", "    return advantages", GROUP),
+    m(
+        "group std from the whole batch",
+        "core.py",
+        "std = groups.std(1).repeat_interleave(group_size)",
+        "std = _global_std(scores)",
+        GROUP,
+    ),
+    m("std epsilon removed", "core.py", "    return advantages / (std + 1e-4)", "    return advantages / std", GROUP),
+    m(
+        "group mean from the whole batch",
+        "core.py",
+        "advantages = (groups - groups.mean(1, keepdim=True)).flatten()",
+        "advantages = (groups - groups.mean()).flatten()",
+        GROUP,
+    ),
+    m(
+        "leave-one-out baseline includes the sample",
+        "core.py",
+        "baseline = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)",
+        "baseline = groups.mean(1, keepdim=True)",
+        GROUP,
+    ),
+    m("RLOO normalisation ignored", "core.py", "    if normalize:\n", "    if False:\n", GROUP),
+    m("scale_rewards ignored", "group.py", "self.group_size, self.settings.scale_rewards)", "self.group_size)", GROUP),
+    m(
+        "RLOO KL added to the reward",
+        "group.py",
+        "rewards = scores - self.settings.beta * kl",
+        "rewards = scores + self.settings.beta * kl",
+        GROUP,
+    ),
+    # GRPO and RLOO: losses
+    m(
+        "GRPO ratio from the wrong difference",
+        "core.py",
+        "    log_ratio = logprobs - old_logprobs\n    ratio = torch.exp(log_ratio)\n    adv",
+        "    log_ratio = old_logprobs - logprobs\n    ratio = torch.exp(log_ratio)\n    adv",
+        GROUP,
+    ),
+    m("k3 sign flipped", "core.py", "delta = ref_logprobs - logprobs", "delta = logprobs - ref_logprobs", GROUP),
+    m("GRPO beta ignored", "core.py", "per_token = per_token + beta * kl", "per_token = per_token", GROUP),
+    m(
+        "GRPO epsilon_high ignored",
+        "core.py",
+        "losses2 = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)",
+        "losses2 = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_low)",
+        GROUP,
+    ),
+    m(
+        "RLOO epsilon_high ignored",
+        "core.py",
+        "losses2 = -advantages * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)",
+        "losses2 = -advantages * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_low)",
+        GROUP,
+    ),
+    m(
+        "grpo loss type as bnpo",
+        "core.py",
+        "loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()",
+        "loss = total / mask.sum().clamp(min=1)",
+        GROUP,
+    ),
+    m(
+        "bnpo as grpo",
+        "core.py",
+        "loss = total / mask.sum().clamp(min=1)",
+        "loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()",
+        GROUP,
+    ),
+    m(
+        "dr_grpo length ignored",
+        "core.py",
+        "loss = total / (len(per_token) * max_completion_length)",
+        "loss = total / len(per_token)",
+        GROUP,
+    ),
+    m("dapo per minibatch", "core.py", "loss = total / max(step_tokens, 1.0)", "loss = total / mask.sum()", GROUP),
+    m(
+        "dapo averaged over the step's minibatches",
+        "group.py",
+        'return loss, stats, mask.sum(), 1.0 if s.loss_type == "dapo" else scale',
+        "return loss, stats, mask.sum(), scale",
+        GROUP,
+    ),
+    m(
+        "dr_grpo length from the minibatch",
+        "group.py",
+        "self.max_completion_length = self.settings.max_completion_length or packed.r_len",
+        "self.max_completion_length = self.settings.max_completion_length or 1",
+        GROUP,
+    ),
+    m(
+        "RLOO ratio per token",
+        "core.py",
+        "log_ratio = ((logprobs - old_logprobs) * mask).sum(1)",
+        "log_ratio = ((logprobs - old_logprobs) * mask).sum(1) / mask.sum(1)",
+        GROUP,
+    ),
+    # GRPO and RLOO: the trainers
+    m(
+        "num_iterations ignored",
+        "group.py",
+        "self._optimize(packed, targets, self.settings.num_iterations, group_by_length=False)",
+        "self._optimize(packed, targets, 1, group_by_length=False)",
+        GROUP,
+    ),
+    m("value head trained", "group.py", "model.v_head.requires_grad_(False)", "pass", GROUP),
+    m("groups unchecked", "group.py", "        self._check_groups(queries)\n", "", GROUP),
+    m(
+        "reference pass without beta",
+        "trainer.py",
+        "                if not self.uses_reference:\n",
+        "                if False:\n",
+        GROUP,
+    ),
+    m(
+        "reference made without beta",
+        "trainer.py",
+        "        if not self.uses_reference:\n            ref_model = None\n",
+        "        if False:\n            ref_model = None\n",
+        GROUP,
+    ),
+    # GRPO: only two processes show these
+    m(
+        "batch std per process",
+        "core.py",
+        "return masked_var(values, torch.ones_like(values), global_batch=True).sqrt()",
+        "return masked_var(values, torch.ones_like(values)).sqrt()",
+        DISTRIBUTED_GROUP,
+    ),
+    m(
+        "dapo tokens per process",
+        "trainer.py",
+        "return (_all_reduce_sum(local) / self.accelerator.num_processes).item()",
+        "return local.item()",
+        DISTRIBUTED_GROUP,
     ),
 ]
 

@@ -9,28 +9,25 @@ import pytest
 import torch
 
 from promptrl import ValueHeadModel
+from promptrl.ppo.core import grpo_advantages
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
+def run_workers(tmp_path, gpt2_dir, *mode: str) -> list[dict]:
+    """ddp_worker.py as two gloo processes; each rank's record."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(WORKER), str(tmp_path), gpt2_dir, *mode], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
+
+
 @pytest.mark.slow
 def test_two_processes_stay_in_sync(gpt2_dir, tmp_path):
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(WORKER),
-        str(tmp_path),
-        gpt2_dir,
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-    ranks = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
+    ranks = run_workers(tmp_path, gpt2_dir)
     assert [r["num_processes"] for r in ranks] == [2, 2]
     assert ranks[0]["next_kl_coef"] == ranks[1]["next_kl_coef"]  # from the global KL
     # The decisions are made on global numbers, although each rank's own differ:
@@ -62,6 +59,29 @@ def test_two_processes_stay_in_sync(gpt2_dir, tmp_path):
     assert p0.keys() == p1.keys() == start.keys()
     assert all(torch.equal(p0[k], p1[k]) for k in p0)
     assert any(not torch.equal(p0[k], start[k]) for k in p0)
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_group_statistics(gpt2_dir, tmp_path):
+    """GRPO with the batch's std and dapo's token normalisation, two groups per rank. A group
+    lies on one rank (whole groups per step call), and what a rank computes for it is what one
+    process computes for the whole batch: the advantages of both ranks together equal those of
+    one process given both ranks' scores, and each rank's loss divides by half the tokens of
+    both ranks (so the averaged gradients are the token mean over both)."""
+    ranks = run_workers(tmp_path, gpt2_dir, "grpo")
+    scores = torch.cat([r["scores"] for r in ranks])
+    one_process = grpo_advantages(scores, 2, "batch")
+    torch.testing.assert_close(torch.cat([r["advantages"] for r in ranks]), one_process)
+    per_rank = [grpo_advantages(r["scores"], 2, "batch") for r in ranks]  # each rank alone: another std
+    assert not torch.allclose(torch.cat(per_rank), one_process)
+    tokens = sum(sum(r["lengths"]) for r in ranks)
+    assert [r["step_tokens"] for r in ranks] == [tokens / 2, tokens / 2]
+    assert sum(ranks[0]["lengths"]) != sum(ranks[1]["lengths"])
+    s0, s1 = ranks[0]["stats"], ranks[1]["stats"]
+    assert s0 == pytest.approx(s1, rel=1e-6, abs=1e-7)
+    assert s0["grpo/mean_scores"] == pytest.approx(scores.mean().item(), rel=1e-6)
+    p0, p1 = ranks[0]["params"], ranks[1]["params"]
+    assert all(torch.equal(p0[k], p1[k]) for k in p0)
 
 
 @pytest.mark.slow

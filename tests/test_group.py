@@ -158,10 +158,11 @@ def by_hand_advantages(kind, settings, scores, k):
         ("grpo", GRPOConfig(loss_type="grpo")),
         ("grpo", GRPOConfig(loss_type="bnpo", scale_rewards="none")),
         ("grpo", GRPOConfig(loss_type="dr_grpo", max_completion_length=7)),
+        ("grpo", GRPOConfig(loss_type="dr_grpo")),
         ("grpo", GRPOConfig(loss_type="dapo")),
         ("rloo", RLOOConfig(beta=0.0)),
     ],
-    ids=["grpo", "bnpo-unscaled", "dr_grpo", "dapo", "rloo"],
+    ids=["grpo", "bnpo-unscaled", "dr_grpo", "dr_grpo-longest", "dapo", "rloo"],
 )
 def test_a_step_is_one_gradient_step_on_the_loss_written_out_by_hand(gpt2_dir, kind, settings):
     """One minibatch, one iteration, plain SGD: the trainer's update equals the gradient of the
@@ -182,8 +183,9 @@ def test_a_step_is_one_gradient_step_on_the_loss_written_out_by_hand(gpt2_dir, k
         loss = -sum(a * lp.mean() for a, lp in zip(adv, lps)) / 8
     elif settings.loss_type in ("bnpo", "dapo"):  # one process, one minibatch: both are the token mean
         loss = -sum(a * lp.sum() for a, lp in zip(adv, lps)) / tokens
-    else:  # dr_grpo
-        loss = -sum(a * lp.sum() for a, lp in zip(adv, lps)) / (8 * 7)
+    else:  # dr_grpo: the length given, else the batch's longest response (5 tokens)
+        length = settings.max_completion_length or max(len(r) for r in responses)
+        loss = -sum(a * lp.sum() for a, lp in zip(adv, lps)) / (8 * length)
     loss.backward()
     expected = {n: p.detach() - lr * p.grad for n, p in reference.named_parameters() if p.grad is not None}
 
@@ -204,7 +206,8 @@ def test_without_beta_no_reference_is_made_or_run(gpt2_dir):
     forward = trainer._forward
     trainer._forward = lambda model, batch: models.append(model) or forward(model, batch)
     trainer.step(*groups(2, 4))
-    assert models and all(m is trainer.policy or m is trainer.model for m in models)
+    # one rollout chunk and one training minibatch, both the policy's: no reference pass
+    assert len(models) == 2 and all(m is trainer.policy or m is trainer.model for m in models)
 
     with_kl = make(GRPOTrainer, gpt2_dir, GRPOConfig(beta=0.04))
     assert with_kl.ref_model is not None
