@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from promptrl.config import load_config
+from promptrl.ppo import ALGORITHMS
 from promptrl.rewards import RewardError
-from promptrl.rundir import find_checkpoint
+from promptrl.rundir import find_checkpoint, load_checkpoint
 from promptrl.trainer import PromptTrainer
 
 
@@ -185,3 +186,52 @@ def test_extra_rewards_join_the_configs_terms(tmp_path):
     trainer = PromptTrainer(small_config(tmp_path / "run"), extra_rewards={"bright": (0.5, brightness)})
     assert list(trainer.reward.terms) == ["aesthetic", "similarity", "penalty", "bright"]
     assert trainer.reward.terms["bright"] == (0.5, brightness)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_group_algorithms_run_the_loop_and_resume_exactly(tmp_path, algorithm):
+    """GRPO and RLOO through the whole loop: no value head saved, the checkpoint names its
+    algorithm, a resume continues exactly, and resuming with another algorithm is refused."""
+    over = {"algorithm": algorithm, "rewards.baseline": "none"}
+    straight = PromptTrainer(small_config(tmp_path / "a", **over))
+    expected = straight.train()
+    assert isinstance(straight.ppo, ALGORITHMS[algorithm])
+    assert f"{algorithm}/loss/policy" in expected[-1] and "ppo/loss/value" not in expected[-1]
+    model = straight.run.paths.model
+    assert (model / "model.safetensors").exists() and not (model / "value_head.safetensors").exists()
+    assert straight.heldout_eval is not None  # the held-out comparison ran against the start model
+    if algorithm == "grpo":  # dr_grpo's length constant: the longest prompt generation allows
+        assert straight.ppo.settings.max_completion_length == 8
+
+    crashed = PromptTrainer(small_config(tmp_path / "b", steps=2, **over))
+    crashed.train()
+    _, state = load_checkpoint(tmp_path / "b")
+    assert state["ppo"]["algorithm"] == algorithm
+    resumed = PromptTrainer(small_config(tmp_path / "b", **over))
+    assert comparable(resumed.train(resume=tmp_path / "b")) == comparable(expected)
+
+    other = {"algorithm": "ppo", "rewards.baseline": "group"}
+    with pytest.raises(ValueError, match=f"algorithm: '{algorithm}' -> 'ppo'"):
+        PromptTrainer(small_config(tmp_path / "b", **other)).train(resume=tmp_path / "b")
+
+
+def test_groups_never_straddle_processes(tmp_path):
+    """With 2 processes each takes whole ideas: its ideas are runs of samples_per_idea copies."""
+    trainer = PromptTrainer(small_config(tmp_path, **{"ppo.batch_size": 8, "samples_per_idea": 4}))
+
+    class TwoProcesses:
+        num_processes = 2
+
+        def __init__(self, index):
+            self.process_index = index
+
+    for step in range(3):
+        seen = []
+        for rank in range(2):
+            trainer.accelerator = TwoProcesses(rank)
+            ideas = trainer.ideas_for_step(step)
+            assert len(ideas) == 8
+            runs = [ideas[i : i + 4] for i in range(0, 8, 4)]
+            assert all(len(set(run)) == 1 for run in runs), ideas
+            seen += [run[0] for run in runs]
+        assert len(seen) == len(set(seen)) == 4  # four distinct ideas, none split between the ranks
