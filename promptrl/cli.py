@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import logs
 from .errors import PromptrlError, UsageError
-from .presets import DEFAULT_PRESET, add_config_arguments
+from .presets import DEFAULT_PRESET, PRESETS, add_config_arguments
 
 logger = logging.getLogger("promptrl")
 
@@ -19,7 +19,7 @@ logger = logging.getLogger("promptrl")
 def _config_args(p: argparse.ArgumentParser) -> None:
     add_config_arguments(
         p,
-        f"named config: tiny, bloom-560m, gpt2 (default: {DEFAULT_PRESET})",
+        f"named config: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})",
         "YAML file of config values (on top of the preset it names, else of the full-size defaults)",
     )
     p.add_argument("--output-dir", default=None, help="where the run writes (same as --set output_dir=...)")

@@ -11,6 +11,9 @@ override any field.
 - `bloom-560m`: bigscience/bloom-560m + stabilityai/sd-turbo (1 step, 512x512) + ViT-L-14
   aesthetic and similarity rewards, sized for one 16 GB Colab T4 (fp16 rendering and scoring).
 - `gpt2`: the same with GPT-2 as the prompt generator.
+- `qwen2.5-0.5b`: an instruct model, Qwen/Qwen2.5-0.5B-Instruct (Apache-2.0), with LoRA, asked
+  for a prompt through its chat template (`generation.chat`), trained with GRPO on four
+  samples per idea; images and rewards as `bloom-560m`.
 """
 
 from __future__ import annotations
@@ -130,9 +133,33 @@ def _real(name: str, model: str, lora: bool) -> dict:
     }
 
 
+def _instruct(name: str, model: str) -> dict:
+    """An instruct policy: LoRA on every attention projection, the idea as the user's message
+    under the default system prompt, GRPO with four samples per idea (RePrompt's group size)."""
+    preset = _real(name, model, lora=True)
+    preset["policy"]["lora_target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    preset["generation"] = {"template": "{idea}", "chat": True, "max_new_tokens": 48}
+    preset["algorithm"] = "grpo"
+    preset["grpo"] = {"beta": 0.0, "loss_type": "dapo", "scale_rewards": "group"}
+    preset["samples_per_idea"] = 4
+    # GRPO's advantages are the rewards against their group's mean and std already.
+    preset["rewards"]["baseline"] = "none"
+    preset["ppo"] = {
+        # Lower than bloom-560m's LoRA 1e-4: an instruct model starts out writing usable prompts,
+        # and with beta 0 no KL term pulls it back when a large step breaks its formatting.
+        "lr": 3e-5,
+        "batch_size": 32,
+        "mini_batch_size": 8,
+        "forward_batch_size": 8,
+        "mixed_precision": "no",
+    }
+    return preset
+
+
 PRESETS: dict[str, Callable[[], dict]] = {
     "tiny": _tiny,
     "bloom-560m": lambda: _real("bloom-560m", "bigscience/bloom-560m", lora=True),
     "gpt2": lambda: _real("gpt2", "gpt2", lora=False),
+    "qwen2.5-0.5b": lambda: _instruct("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
 }
 """Preset name -> a function returning its values (fresh dicts every call)."""

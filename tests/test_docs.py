@@ -51,6 +51,8 @@ SKIPPED = {
     "read -rs PROMPTRL_APP_AUTH": "reads a password from the terminal",
     "promptrl train --preset bloom-560m": "the real models (hub, one GPU); "
     "tests/test_real_path.py trains this preset against the stand-in hub",
+    "promptrl train --preset qwen2.5-0.5b": "the real models (hub, one GPU); "
+    "tests/test_chat.py trains this preset against the stand-in hub",
     "promptrl train --config my.yaml --resume runs/bloom-560m": "continues the bloom-560m run above; "
     "tests/test_trainer.py resumes runs exactly",
     "accelerate launch --multi_gpu --num_processes 4": "needs four GPUs",

@@ -1,8 +1,9 @@
 """Rollouts: the policy turns ideas (or any queries) into sampled responses.
 
-`PromptGenerator` is the image loop's first stage: ideas -> query template -> batched sampling
-(left padding, KV cache) -> prompts. `respond_to_batch` is the trl 0.1-compatible API: exactly `txt_len`
-sampled tokens per query.
+`PromptGenerator` is the image loop's first stage: ideas -> query template (for an instruct
+model, `chat=True`: inside its chat template) -> batched sampling (left padding, KV cache) ->
+prompts. `respond_to_batch` is the trl 0.1-compatible API: exactly `txt_len` sampled tokens per
+query.
 
 Log-probabilities in PPO assume sampling from the full softmax at the configured temperature:
 top-k / top-p truncation makes the sampled tokens' KL estimate biased (it can turn negative),
@@ -25,6 +26,11 @@ from .batch import PolicyRecord
 from .core import entropy_from_logprobs
 from .value_head import base_model, cache_argument, output_cache
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You write one Stable Diffusion prompt for the idea you are given: "
+    "a single line of comma-separated descriptive phrases."
+)
+
 
 @dataclass
 class PromptGenerationConfig:
@@ -40,6 +46,11 @@ class PromptGenerationConfig:
     """Top-k sampling (0: off; > 0 biases the KL estimate)."""
     stop_at_newline: bool = True
     """End a prompt at the first token containing a newline (as well as at EOS)."""
+    chat: bool = False
+    """For instruct models: the templated idea is the user's message in the tokenizer's chat
+    template, after `system_prompt`, and a prompt also ends at the template's end-of-turn token."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """The system message of a chat query ('': none, so the chat template's default if it has one)."""
 
     def __post_init__(self):
         checks.check_types(self, "generation")
@@ -52,6 +63,11 @@ class PromptGenerationConfig:
             raise UsageError(f"temperature must be positive; got {self.temperature}.")
         if not 0 < self.top_p <= 1:
             raise UsageError(f"top_p must be in (0, 1]; got {self.top_p}.")
+        if "{idea}" in self.system_prompt:
+            raise UsageError(
+                "config key 'generation.system_prompt' contains '{idea}', which is not filled in there: "
+                "the idea goes into generation.template (the user's message)."
+            )
 
 
 @dataclass
@@ -60,7 +76,7 @@ class Rollout:
 
     ideas: list[str]
     queries: list[torch.Tensor]
-    """1-D query token ids (the templated idea), one per sample."""
+    """1-D query token ids (the templated idea, in the chat template with `chat`), one per sample."""
     responses: list[torch.Tensor]
     """1-D sampled token ids, up to and including the stop token."""
     prompts: list[str]
@@ -77,8 +93,29 @@ def newline_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+_REPLY = "PROMPTRL_REPLY"
+"""A stand-in assistant message, to see what the chat template writes after one."""
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token a chat template ends an assistant turn with (Qwen's and ChatML's `<|im_end|>`,
+    Llama 3's `<|eot_id|>`, Gemma's `<end_of_turn>`, Mistral's EOS): the first token the template
+    writes after an assistant message's text, when it is a special token. [] when the template
+    writes plain text there (EOS alone then ends a turn)."""
+    messages = [{"role": "user", "content": "idea"}, {"role": "assistant", "content": _REPLY}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = text[text.rindex(_REPLY) + len(_REPLY) :] if _REPLY in text else ""
+    ids = tokenizer(after, add_special_tokens=False).input_ids[:1]
+    special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+    return [i for i in ids if i in special or i in tokenizer.all_special_ids]
+
+
 class PromptGenerator:
     """Expands ideas into prompts with a (value-head) causal LM.
+
+    With `config.chat`, a query is the tokenizer's chat template around the system prompt and
+    the templated idea (the template adds any BOS it wants, so the tokenizer adds none), and a
+    prompt ends at EOS or at the template's end-of-turn token (`end_of_turn_ids`).
 
     Args:
         model: a `ValueHeadModel` (or any model with `generate`).
@@ -90,15 +127,28 @@ class PromptGenerator:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config or PromptGenerationConfig()
+        if self.config.chat and not getattr(tokenizer, "chat_template", None):
+            raise UsageError(
+                "config key 'generation.chat' is true, but the policy's tokenizer has no chat template: "
+                "set generation.chat=false for a base model, or use an instruct model's tokenizer."
+            )
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        if self.config.chat:
+            self.stop_ids += [i for i in end_of_turn_ids(tokenizer) if i not in self.stop_ids]
         if self.config.stop_at_newline:
             self.stop_ids += newline_token_ids(tokenizer)
         if not self.stop_ids:
             raise UsageError("The tokenizer has no EOS token and stop_at_newline is off: nothing can end a prompt.")
 
     def generation_config(self, **overrides) -> GenerationConfig:
+        """What `generate` samples with. `generate` fills every setting left unset from the
+        model's `generation_config.json` (Qwen2.5-Instruct's asks for repetition_penalty 1.1,
+        top_k 20, top_p 0.8), but the log-probs PPO uses are the plain softmax's at the
+        temperature: so the sampling settings are all given, and the reshaping ones this config
+        has no key for (repetition and n-gram penalties, typical, epsilon and eta sampling) are
+        given their neutral values."""
         cfg = self.config
         params = dict(
             do_sample=True,
@@ -106,6 +156,11 @@ class PromptGenerator:
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             top_k=cfg.top_k,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            typical_p=1.0,
+            epsilon_cutoff=0.0,
+            eta_cutoff=0.0,
             eos_token_id=self.stop_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             use_cache=True,
@@ -114,7 +169,17 @@ class PromptGenerator:
         return GenerationConfig(**params)
 
     def queries(self, ideas: list[str]) -> list[str]:
-        return [self.config.template.format(idea=idea) for idea in ideas]
+        """The query text of each idea: the template filled in, inside the chat template with `chat`."""
+        texts = [self.config.template.format(idea=idea) for idea in ideas]
+        if not self.config.chat:
+            return texts
+        system = [{"role": "system", "content": self.config.system_prompt}] if self.config.system_prompt else []
+        return [
+            self.tokenizer.apply_chat_template(
+                [*system, {"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
+            for text in texts
+        ]
 
     @torch.no_grad()
     def __call__(self, ideas: list[str], record: bool = False, **overrides) -> Rollout:
@@ -128,7 +193,10 @@ class PromptGenerator:
         config = self.generation_config(**overrides)
         device = next(self.model.parameters()).device
         self.tokenizer.padding_side = "left"
-        enc = self.tokenizer(self.queries(ideas), return_tensors="pt", padding=True).to(device)
+        # A chat template writes the special tokens the model expects (a BOS among them, if any).
+        enc = self.tokenizer(
+            self.queries(ideas), return_tensors="pt", padding=True, add_special_tokens=not self.config.chat
+        ).to(device)
         recorder = SamplingRecorder(self.model, config) if record else None
         try:
             out = self.model.generate(

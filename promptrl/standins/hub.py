@@ -1,23 +1,25 @@
 """An offline stand-in for the Hugging Face Hub: the repositories the real presets name.
 
 `build_standin_hub(hf_home)` writes a Hugging Face cache (`$HF_HOME/hub`) holding
-`bigscience/bloom-560m`, `gpt2`, `stabilityai/sd-turbo`, open_clip's ViT-L-14 `openai`
-weights (`timm/vit_large_patch14_clip_224.openai`) and the LAION aesthetic predictor at the
-`hf://` path the presets use. With `HF_HOME` pointing there and `HF_HUB_OFFLINE=1`, the
-unchanged hub names load through the libraries' own hub code (`hf_hub_download`,
-`snapshot_download`), exactly as on Colab, minus the download.
+`bigscience/bloom-560m`, `gpt2`, `Qwen/Qwen2.5-0.5B-Instruct`, `stabilityai/sd-turbo`,
+open_clip's ViT-L-14 `openai` weights (`timm/vit_large_patch14_clip_224.openai`) and the LAION
+aesthetic predictor at the `hf://` path the presets use. With `HF_HOME` pointing there and
+`HF_HUB_OFFLINE=1`, the unchanged hub names load through the libraries' own hub code
+(`hf_hub_download`, `snapshot_download`), exactly as on Colab, minus the download.
 
 Each repository holds the files, formats and configs the real one does (as published on the
 hub): BLOOM's fp16 `model.safetensors` with base-model keys and its left-padding
 `BloomTokenizerFast` config; GPT-2's fp32 weights, `vocab.json`/`merges.txt` and no pad
-token; sd-turbo's `model_index.json`, its Euler scheduler config (trailing timesteps,
-`steps_offset=1`), an OpenCLIP-H-shaped `CLIPTextModel` and both the full and `fp16`
+token; Qwen2.5-Instruct's bf16 weights with a tied LM head, its ChatML chat template and
+`<|im_end|>` as EOS; sd-turbo's `model_index.json`, its Euler scheduler config (trailing
+timesteps, `steps_offset=1`), an OpenCLIP-H-shaped `CLIPTextModel` and both the full and `fp16`
 weight variants; a safetensors open_clip checkpoint; the aesthetic MLP as a pickled `.pth`
 state dict (which promptrl loads with `weights_only=True`). Tokenizers are trained on the
 bundled prompts (the real vocabularies are not available offline) but keep the real special
-tokens and their ids.
+tokens, at their real ids or, past a vocabulary of 1,000, in the same place (Qwen's and GPT-2's
+right after the regular tokens).
 
-Where the library reads the architecture from a config (BLOOM, GPT-2, UNet, VAE, text
+Where the library reads the architecture from a config (BLOOM, GPT-2, Qwen2, UNet, VAE, text
 encoder), `size="small"` shrinks it; `size="full"` keeps the real sizes (for the CPU
 real-shape smoke test and the GPU benchmark). open_clip fixes ViT-L-14 by name, so its random
 weights are always real-size; they are written once, in fp16, to `weights_cache` and linked
@@ -39,13 +41,14 @@ from ..errors import UsageError
 from ..paths import build_atomically, default_weights_cache
 from ..rewards.clip import AestheticMLP
 from .builders import SEED, write_clip_bpe_files
-from .lms import save_json, write_bloom, write_gpt2
+from .lms import save_json, write_bloom, write_gpt2, write_qwen2
 
 REVISION = hashlib.sha1(b"promptrl stand-in hub").hexdigest()
 """The commit every stand-in repository's `refs/main` points at."""
 
 BLOOM = "bigscience/bloom-560m"
 GPT2 = "gpt2"
+QWEN2_5_INSTRUCT = "Qwen/Qwen2.5-0.5B-Instruct"
 SD_TURBO = "stabilityai/sd-turbo"
 OPENCLIP_VIT_L_14 = "timm/vit_large_patch14_clip_224.openai"
 AESTHETIC = ("camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth")
@@ -220,6 +223,7 @@ def build_standin_hub(
         hub = tmp / "hub"
         _install(hub, BLOOM, lambda root: write_bloom(root, size))
         _install(hub, GPT2, lambda root: write_gpt2(root, size))
+        _install(hub, QWEN2_5_INSTRUCT, lambda root: write_qwen2(root, size))
         _install(hub, SD_TURBO, lambda root: _write_sd_turbo(root, size, sd_variants))
         _install(hub, AESTHETIC[0], _write_aesthetic)
         # A link, like the hub cache's own snapshot -> blob links: the 0.9 GB file exists once.
