@@ -114,6 +114,13 @@ def test_every_field_refuses_garbage_with_one_line_naming_it(key):
         (["rewards.terms=[{weight: 1}]"], "'rewards.terms' item 1 must be a mapping with a 'type'"),
         (["trackers=tensorboard"], "'trackers' must be a list"),
         (["steps=[1"], "could not read the value"),
+        (["algorithm=a2c"], "'algorithm' must be one of 'ppo', 'grpo', 'rloo'"),
+        (["algorithm=grpo"], "algorithm 'grpo' measures each sample against its idea's others already"),
+        (["algorithm=rloo", "samples_per_idea=1", "rewards.baseline=none"], "set samples_per_idea >= 2"),
+        (["grpo.loss_type=sum"], "'grpo.loss_type' must be one of"),
+        (["grpo.scale_rewards=idea"], "'grpo.scale_rewards' must be one of"),
+        (["rloo.beta=-1"], "'rloo.beta' must be at least 0.0"),
+        (["generation.chat=true"], "'sft.enabled' and 'generation.chat' are both on"),
     ],
 )
 def test_cli_refuses_in_one_line_before_writing_anything(tmp_path, capsys, overrides, message):

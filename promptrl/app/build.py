@@ -42,7 +42,7 @@ def build_app(
     credentials beyond loopback), not `launch` directly.
 
     Args:
-        preset: named config (tiny, bloom-560m, gpt2) for the generator, pipeline and rewards
+        preset: named config (`presets.PRESETS`: tiny, bloom-560m, ...) for the generator, pipeline and rewards
             (default: as the command line, `config.load_config`'s rule: tiny, unless a config
             file or a run's config.yaml is the base).
         model_dir: fine-tuned generator: a `save_pretrained` dir, a checkpoint, or a promptrl run

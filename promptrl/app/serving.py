@@ -18,7 +18,7 @@ import gradio as gr
 
 from .. import logs
 from ..errors import PromptrlError, UsageError
-from ..presets import DEFAULT_PRESET, add_config_arguments
+from ..presets import DEFAULT_PRESET, PRESETS, add_config_arguments
 from .build import build_app
 from .limits import Limits
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="app.py", description="Serve the promptrl Gradio app.")
     add_config_arguments(
         p,
-        f"named config: tiny (offline, CPU), bloom-560m, gpt2 (default: {DEFAULT_PRESET}, "
+        f"named config: {', '.join(PRESETS)} (tiny: offline, CPU; default: {DEFAULT_PRESET}, "
         "or the one --config or the run's config.yaml names)",
         "YAML config (on top of the preset it names, else of the full-size defaults)",
         example="render.num_inference_steps=4",

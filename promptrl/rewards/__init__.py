@@ -9,12 +9,14 @@
 - `penalty`: `PromptPenalty`, against piling up modifiers;
 - `embedders`: the CLIP towers the rewards share;
 - `build`: the `{type: builder}` table behind `build_reward` and `reward_from_config`;
-- `baselines`: what the total is measured against before PPO sees it.
+- `baselines`: what the total is measured against before PPO sees it;
+- `config`: `RewardsConfig`, the `rewards` section of the training config.
 """
 
 from .baselines import BASELINES, make_baseline
 from .build import ALL_WEIGHTS_ZERO, BUILDERS, Defaults, build_reward, import_target, reward_from_config, weighted_terms
 from .clip import AestheticReward, ClipSimilarityReward
+from .config import RewardsConfig
 from .embedders import ClipModel, TransformersClip
 from .penalty import PromptPenalty
 from .preference import HPSReward, PickScoreReward
@@ -33,6 +35,7 @@ __all__ = [
     "PromptPenalty",
     "RewardError",
     "RewardFn",
+    "RewardsConfig",
     "TransformersClip",
     "WeightedSum",
     "build_reward",
