@@ -319,6 +319,19 @@ def test_training_failures_are_reported_and_the_app_keeps_serving(client, tmp_pa
     assert generate(client, "a fox", 1)[-1].startswith("1 prompt(s)")
 
 
+def test_the_train_tab_trains_with_grpo(served, client):
+    """The Algorithm list: grpo, with its reward baseline none; no reference, so no KL."""
+    args = ("tiny", None, None, 2, *WEIGHTS, TRAIN_OVERRIDES, "grpo")
+    assert client.predict(*args, api_name="/train_start")[1].startswith("Started a run of 2 steps")
+    status, rewards, kl, samples, timer = wait_for_run(client)
+    assert status.startswith("**Training:** finished: 2 of 2 steps"), status
+    assert sorted({row[0] for row in rewards["data"]}) == [1, 2]
+    assert {(row[1], row[2]) for row in kl["data"]} == {(0.0, "KL coefficient")}  # beta 0: no KL to plot
+    history = served[0].training.history
+    assert "grpo/loss/policy" in history[-1] and "ppo/loss/value" not in history[-1]
+    assert not (served[0].training.output_dir / "model" / "value_head.safetensors").exists()
+
+
 def test_thirty_concurrent_clients_all_get_prompts(app_url):
     from gradio_client import Client
 

@@ -74,6 +74,8 @@ def upload(root, name: str, text: str):
 
 TRAIN_ATTACKS = {
     # name: (preset, yaml text or None, overrides, steps, expected words in the refusal)
+    "an algorithm that names code": ("tiny", None, "algorithm=attack_marker:run", 0, "algorithm must be one of"),
+    "a GRPO key out of range": ("tiny", None, "grpo.num_iterations=1000", 0, "grpo.num_iterations must be between"),
     "read a file via ideas": ("tiny", None, "ideas={secret}", 0, "'ideas' names a server file"),
     "read a file via uploaded YAML": (
         "tiny",

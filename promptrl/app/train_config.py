@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config import (
+    ALGORITHMS,
     TrainConfig,
     flatten,
     get_preset,
@@ -21,6 +22,7 @@ from ..config import (
     update_dataclass,
 )
 from ..errors import UsageError
+from ..ppo.config import GROUP_SCALES, GRPO_LOSS_TYPES
 from ..presets import PRESETS
 from ..rewards import weighted_terms
 from ..rewards.baselines import BASELINES
@@ -75,6 +77,17 @@ ALLOWED: dict[str, Knob] = {
     "ppo.use_score_scaling": FLAG,
     "ppo.use_score_norm": FLAG,
     "ppo.whiten_rewards": FLAG,
+    "algorithm": Knob("choice", choices=ALGORITHMS),
+    "grpo.beta": _float(0.0, 1.0),
+    "grpo.epsilon_high": _float(0.01, 1.0),
+    "grpo.scale_rewards": Knob("choice", choices=GROUP_SCALES),
+    "grpo.loss_type": Knob("choice", choices=GRPO_LOSS_TYPES),
+    "grpo.num_iterations": _int(1, 8),
+    "grpo.max_completion_length": _int(1, 128),
+    "rloo.beta": _float(0.0, 1.0),
+    "rloo.epsilon_high": _float(0.01, 1.0),
+    "rloo.normalize_advantages": FLAG,
+    "rloo.num_iterations": _int(1, 8),
     "generation.max_new_tokens": _int(1, 128),
     "generation.temperature": _float(0.05, 2.0),
     "generation.top_p": _float(0.05, 1.0),
@@ -160,6 +173,10 @@ def visitor_values(yaml_text: str | None, overrides_text: str | None, limits: Li
     return _nest({key: check_value(key, value, limits) for key, value in flat.items()}), preset
 
 
+AS_CONFIGURED = "as configured"
+"""The algorithm choice that keeps the config's."""
+
+
 def run_config(
     base: TrainConfig,
     preset: str | None,
@@ -168,10 +185,16 @@ def run_config(
     steps,
     weights: dict[str, float],
     limits: Limits,
+    algorithm: str | None = None,
 ) -> TrainConfig:
     """The Train tab's config: the operator's config (or another named preset), then the
-    visitor's checked values, the steps box and the reward weights."""
+    visitor's checked values, the algorithm list (grpo and rloo bring `rewards.baseline: none`
+    unless the visitor set a baseline), the steps box and the reward weights."""
     values, yaml_preset = visitor_values(yaml_text, overrides_text, limits)
+    if algorithm is not None:
+        values["algorithm"] = check_value("algorithm", algorithm, limits)
+        if algorithm != "ppo":
+            values.setdefault("rewards", {}).setdefault("baseline", "none")
     preset = yaml_preset or preset or base.preset
     if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise UserError(f"Preset {str(preset)[:40]!r} is not one of the named presets: {', '.join(PRESETS)}.")

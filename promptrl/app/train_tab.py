@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..config import ALGORITHMS
 from ..ideas import load_ideas
 from ..presets import DEFAULT_PRESET, PRESETS
 from .context import AppContext
 from .limits import friendly, parse_ideas, upload_text
 from .render_tab import reward_weights, weight_sliders
-from .train_config import run_config
+from .train_config import AS_CONFIGURED, run_config
 
 
 def layout(ctx: AppContext) -> None:
@@ -38,12 +39,18 @@ def layout(ctx: AppContext) -> None:
             )
         with gr.Row():
             steps = gr.Number(0, label=f"Steps (0: as the preset says; at most {lim.train_steps})", precision=0)
+            algorithm = gr.Dropdown(
+                [AS_CONFIGURED, *ALGORITHMS],
+                value=AS_CONFIGURED,
+                label="Algorithm",
+                info="grpo and rloo compare each idea's samples with each other (no reward baseline)",
+            )
             weights = weight_sliders(ctx)
         with gr.Accordion("Hyperparameters", open=False):
             overrides = gr.Textbox(
-                label="key=value, one per line (learning rate, KL target, batch sizes, ...)",
+                label="key=value, one per line (learning rate, KL target, batch sizes, grpo.* and rloo.* keys, ...)",
                 lines=3,
-                placeholder="ppo.lr=1e-4\nsamples_per_idea=2",
+                placeholder="ppo.lr=1e-4\nsamples_per_idea=4\ngrpo.loss_type=dr_grpo",
             )
         with gr.Row():
             start_btn = gr.Button("Start training", variant="primary", elem_id="start-btn")
@@ -66,7 +73,7 @@ def layout(ctx: AppContext) -> None:
             download_btn = gr.Button("Zip the newest checkpoint", elem_id="download-btn")
             download_file = gr.File(label="Checkpoint", interactive=False, height=90)
     ctx.shared.update(
-        train_inputs=[preset, config_upload, ideas_upload, steps, *weights, overrides],
+        train_inputs=[preset, config_upload, ideas_upload, steps, *weights, overrides, algorithm],
         start_btn=start_btn,
         stop_btn=stop_btn,
         train_message=message,
@@ -80,7 +87,9 @@ def events(ctx: AppContext) -> None:
     run, lim = ctx.run, ctx.limits
 
     @friendly(2)
-    def train_start(preset, config_bytes, ideas_bytes, steps, w_aesthetic, w_similarity, w_penalty, overrides):
+    def train_start(
+        preset, config_bytes, ideas_bytes, steps, w_aesthetic, w_similarity, w_penalty, overrides, algorithm=None
+    ):
         config = run_config(
             ctx.config,
             preset,
@@ -89,6 +98,7 @@ def events(ctx: AppContext) -> None:
             steps,
             reward_weights(w_aesthetic, w_similarity, w_penalty),
             lim,
+            None if algorithm in (None, AS_CONFIGURED) else algorithm,
         )
         ideas_text = upload_text(ideas_bytes, lim, "ideas file")
         ideas = None
