@@ -72,14 +72,17 @@ class GroupTrainer(PPOTrainer):
                 f"at least 2, got {group_size!r} (in PromptTrainer: samples_per_idea)."
             )
         self.group_size = group_size
-        if isinstance(model, ValueHeadModel):
-            model.v_head.requires_grad_(False)  # before the optimizer collects the trainable weights
-        super().__init__(model, ref_model, tokenizer, config, optimizer, accelerator, **ppo_params)
-        if self.config.batch_size % group_size:
+        if config is not None and ppo_params:
+            raise UsageError("Pass either a PPOConfig or keyword PPO parameters, not both.")
+        config = config if config is not None else PPOConfig.from_kwargs(**ppo_params)
+        if config.batch_size % group_size:
             raise UsageError(
-                f"batch_size ({self.config.batch_size}) must be a multiple of group_size ({group_size}): "
+                f"batch_size ({config.batch_size}) must be a multiple of group_size ({group_size}): "
                 "a batch is whole groups."
             )
+        if isinstance(model, ValueHeadModel):
+            model.v_head.requires_grad_(False)  # before the optimizer collects the trainable weights
+        super().__init__(model, ref_model, tokenizer, config, optimizer, accelerator)
         self.eps_high = self.settings.epsilon_high if self.settings.epsilon_high is not None else self.config.cliprange
 
     @property
