@@ -27,7 +27,7 @@ from ..timing import Stopwatch
 from .batch import PackedBatch, PolicyRecord, check_recorded
 from .config import GRPOConfig, PPOConfig, RLOOConfig
 from .core import grpo_advantages, grpo_loss, leave_one_out_advantages, rloo_loss
-from .stats import group_stats, minibatch_stats
+from .stats import group_stats
 from .trainer import PPOTrainer
 from .value_head import ValueHeadModel
 
@@ -140,21 +140,9 @@ class GroupTrainer(PPOTrainer):
             collected, progress = self._optimize(packed, targets, self.settings.num_iterations, group_by_length=False)
 
         with watch(f"time/{p}/calc_stats"):
-            stats = dict(progress)
-            train_stats = minibatch_stats(collected, self.accelerator)
-            self.minibatch_stats = [
-                dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
-            ]
-            stats.update(group_stats(self.accelerator, p, raw_scores, rollout, advantages, kl, self.group_size))
-            stats.update(
-                {k: v.max().item() if k.endswith("max_dev") else v.mean().item() for k, v in train_stats.items()}
-            )
-            stats[f"{p}/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            stats = group_stats(self.accelerator, p, raw_scores, rollout, advantages, kl, self.group_size)
+            stats.update(self._training_stats(collected, progress, packed))
             stats["objective/kl_coef"] = self.settings.beta
-            lengths = torch.tensor([packed.q_lens, packed.r_lens], device=rollout.mask.device, dtype=torch.float).T
-            lengths = self.accelerator.gather(lengths)
-            stats["tokens/queries_len_mean"] = lengths[:, 0].mean().item()
-            stats["tokens/responses_len_mean"] = lengths[:, 1].mean().item()
 
         self.current_step += 1
         stats.update(watch.times)

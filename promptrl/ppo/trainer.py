@@ -312,21 +312,9 @@ class PPOTrainer:
             collected, progress = self._optimize(packed, targets, cfg.ppo_epochs, cfg.group_by_length)
 
         with watch("time/ppo/calc_stats"):
-            train_stats = minibatch_stats(collected, self.accelerator)
-            self.minibatch_stats = [
-                dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
-            ]
             stats = batch_stats(self.accelerator, raw_scores, rollout, kl, non_score, advantages, returns)
-            stats.update(
-                {k: v.max().item() if k.endswith("max_dev") else v.mean().item() for k, v in train_stats.items()}
-            )
-            stats.update(progress)
-            stats["ppo/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            stats.update(self._training_stats(collected, progress, packed))
             stats["objective/kl_coef"] = self.kl_ctl.value
-            lengths = torch.tensor([packed.q_lens, packed.r_lens], device=mask.device, dtype=torch.float).T
-            lengths = self.accelerator.gather(lengths)
-            stats["tokens/queries_len_mean"] = lengths[:, 0].mean().item()
-            stats["tokens/responses_len_mean"] = lengths[:, 1].mean().item()
 
         # Every process must move its coefficient alike: the controller sees the global mean KL.
         global_kl = self.accelerator.reduce(kl.sum(1).mean(), reduction="mean").item()
@@ -334,6 +322,23 @@ class PPOTrainer:
         self.current_step += 1
         stats.update(watch.times)
         stats["time/ppo/total"] = watch.total()
+        return stats
+
+    def _training_stats(self, collected: list[dict], progress: dict, packed: PackedBatch) -> dict:
+        """The step's statistics from its minibatches (means; maxima for `*max_dev`, each over
+        every process), its progress counts, the learning rate and the mean lengths; keeps each
+        minibatch's in `self.minibatch_stats`."""
+        train_stats = minibatch_stats(collected, self.accelerator)
+        self.minibatch_stats = [
+            dict(zip(train_stats, row)) for row in torch.stack(list(train_stats.values()), 1).cpu().tolist()
+        ]
+        stats = {k: v.max().item() if k.endswith("max_dev") else v.mean().item() for k, v in train_stats.items()}
+        stats.update(progress)
+        stats[f"{self.stats_prefix}/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        device = self.accelerator.device
+        lengths = self.accelerator.gather(torch.tensor([packed.q_lens, packed.r_lens], device=device).float().T)
+        stats["tokens/queries_len_mean"] = lengths[:, 0].mean().item()
+        stats["tokens/responses_len_mean"] = lengths[:, 1].mean().item()
         return stats
 
     def _optimize(self, packed: PackedBatch, targets: dict[str, torch.Tensor], epochs: int, group_by_length: bool):
