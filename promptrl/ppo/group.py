@@ -156,22 +156,6 @@ class GroupTrainer(PPOTrainer):
         loss, stats, weight, scale = self.minibatch_loss(t, logprobs, batch.response_mask, scale, step_tokens)
         return self._guard_and_backward(loss, {f"{self.algorithm}/{k}": v for k, v in stats.items()}, weight, scale)
 
-    # -- checkpoint state --------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Optimizer, score statistics, step count and algorithm (weights are saved apart)."""
-        return {
-            "algorithm": self.algorithm,
-            "optimizer": self.optimizer.state_dict(),
-            "score_moments": self.score_moments.state_dict(),
-            "current_step": self.current_step,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self._check_algorithm(state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.score_moments.load_state_dict(state["score_moments"])
-        self.current_step = int(state["current_step"])
-
 
 class GRPOTrainer(GroupTrainer):
     """Group Relative Policy Optimization, as trl's `GRPOTrainer` defines it (see `GRPOConfig`)."""

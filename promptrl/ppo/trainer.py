@@ -436,7 +436,8 @@ class PPOTrainer:
 
     # -- checkpoint state --------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Optimizer, KL controller, score statistics, step count and algorithm (weights are saved apart)."""
+        """Optimizer, KL controller (unused by GRPO and RLOO), score statistics, step count and
+        algorithm (weights are saved apart)."""
         return {
             "algorithm": self.algorithm,
             "optimizer": self.optimizer.state_dict(),
