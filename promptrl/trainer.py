@@ -503,3 +503,4 @@ class PromptTrainer:
             )
         if self.config.trackers:
             self.accelerator.end_training()
+        self.phase = "finished"

@@ -200,6 +200,7 @@ def test_group_algorithms_run_the_loop_and_resume_exactly(tmp_path, algorithm):
     model = straight.run.paths.model
     assert (model / "model.safetensors").exists() and not (model / "value_head.safetensors").exists()
     assert straight.heldout_eval is not None  # the held-out comparison ran against the start model
+    assert straight.phase == "finished"
     if algorithm == "grpo":  # dr_grpo's length constant: the longest prompt generation allows
         assert straight.ppo.settings.max_completion_length == 8
 
