@@ -164,10 +164,10 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if is_checkpoint(path):
         return path
-    found = [p for p in checkpoints(path) if is_checkpoint(p)]
-    if not found:
+    newest = Run(path).newest_checkpoint()
+    if newest is None:
         raise NotFoundError(f"No checkpoint in {path}: expected {STATE_FILE} or checkpoint-* directories.")
-    return found[-1]
+    return newest
 
 
 def load_checkpoint(path: str | Path) -> tuple[Path, dict]:
@@ -306,6 +306,7 @@ class Run:
         return self.paths.model if (self.paths.model / RUN_INFO_FILE).exists() else None
 
     def newest_checkpoint(self) -> Path | None:
+        """The newest `checkpoint-*` that holds trainer state, else None."""
         found = [p for p in self.paths.checkpoints() if is_checkpoint(p)]
         return found[-1] if found else None
 

@@ -283,6 +283,9 @@ def test_inputs_that_are_not_whole_groups_are_refused(gpt2_dir):
         make(GRPOTrainer, gpt2_dir, GRPOConfig(), k=3)
     with pytest.raises(UsageError, match="group_size must be at least 2"):
         make(RLOOTrainer, gpt2_dir, RLOOConfig(), k=1)
+    for cls in (PPOTrainer, GRPOTrainer):  # one way to give the shared settings, not two
+        with pytest.raises(UsageError, match="not both"):
+            cls(ValueHeadModel.from_pretrained(gpt2_dir), config=PPOConfig(batch_size=8), batch_size=8)
 
 
 def test_a_state_of_another_algorithm_is_refused(gpt2_dir):

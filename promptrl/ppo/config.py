@@ -104,6 +104,13 @@ class PPOConfig:
         checks.one_of("ppo", "mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
 
     @classmethod
+    def given(cls, config: PPOConfig | None, params: dict) -> PPOConfig:
+        """`config`, else one from trl 0.1-style keyword `params`; both at once is an error."""
+        if config is not None and params:
+            raise UsageError("Pass either a PPOConfig or keyword PPO parameters, not both.")
+        return config if config is not None else cls.from_kwargs(**params)
+
+    @classmethod
     def from_kwargs(cls, **params) -> PPOConfig:
         """Build from trl 0.1-style keyword params; an unknown key is an error naming the known ones."""
         known = {f.name for f in fields(cls)}

@@ -72,9 +72,7 @@ class GroupTrainer(PPOTrainer):
                 f"at least 2, got {group_size!r} (in PromptTrainer: samples_per_idea)."
             )
         self.group_size = group_size
-        if config is not None and ppo_params:
-            raise UsageError("Pass either a PPOConfig or keyword PPO parameters, not both.")
-        config = config if config is not None else PPOConfig.from_kwargs(**ppo_params)
+        config = PPOConfig.given(config, ppo_params)
         if config.batch_size % group_size:
             raise UsageError(
                 f"batch_size ({config.batch_size}) must be a multiple of group_size ({group_size}): "

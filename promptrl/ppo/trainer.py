@@ -77,9 +77,7 @@ class PPOTrainer:
         accelerator: Accelerator | None = None,
         **ppo_params,
     ):
-        if config is not None and ppo_params:
-            raise UsageError("Pass either a PPOConfig or keyword PPO parameters, not both.")
-        self.config = config if config is not None else PPOConfig.from_kwargs(**ppo_params)
+        self.config = PPOConfig.given(config, ppo_params)
         if not isinstance(model, ValueHeadModel):
             raise TypeError(
                 f"model must be a ValueHeadModel (got {type(model).__name__}); "
