@@ -1,4 +1,5 @@
-"""Render prompts to images with a Stable Diffusion pipeline (diffusers).
+"""Render prompts to images with a diffusers text-to-image pipeline: SD 1.x/2.x, SDXL, SD3/3.5,
+FLUX.1, PixArt-Sigma or Sana (`promptrl.families` says what each reads of a prompt).
 
 The renderer batches prompts into chunks of `chunk_size` per pipeline call and gives every
 sample its own seeded `torch.Generator`, so one batched call renders exactly what
@@ -6,8 +7,15 @@ rendering the prompts one by one would. Seeds default to a stable hash of the id
 came from: the same idea is rendered from the same noise at every step, so a reward change
 between two prompts for one idea comes from the prompts, not from the noise.
 
-Prompts longer than the text encoder's limit (77 CLIP tokens, BOS and EOS included) are cut
-to fit at a word boundary, flagged in `RenderOutput.truncated` and logged; never silently.
+Prompts longer than what the family's prompt encoder reads (77 CLIP tokens for SD and SDXL, T5's
+`max_sequence_length` for SD3, FLUX and PixArt, Gemma's for Sana; special tokens included) are
+cut to fit at a word boundary, flagged in `RenderOutput.truncated` and logged with the encoder's
+name; never silently.
+
+On a GPU, `render.offload` trades speed for memory (diffusers' CPU offload), `render.vae_slicing`
+and `render.vae_tiling` bound the decoder's memory, and `render.vae: taesd` decodes training
+renders with the family's tiny TAESD decoder (the full VAE stays loaded for `preview=False`:
+evaluation and the app).
 """
 
 from __future__ import annotations
@@ -22,23 +30,27 @@ import torch
 from . import checks
 from .devices import DTYPES, resolve_device, resolve_dtype
 from .errors import UsageError, loading
+from .families import Family, family_of
 from .paths import check_model_source
 from .seeds import derive_seed
 
 logger = logging.getLogger("promptrl")
 
 SEED_MODES = ("idea", "slot", "random")
+OFFLOADS = ("none", "model", "sequential")
+DECODERS = ("full", "taesd")
 
 
 @dataclass
 class RenderConfig:
     pipeline: str = "stabilityai/sd-turbo"
-    """Hub name or local directory of any SD-family text-to-image pipeline (SD 1.5, SD-Turbo,
-    SDXL-Turbo, ...), loaded with `AutoPipelineForText2Image`."""
+    """Hub name or local directory of a text-to-image pipeline (SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1,
+    PixArt-Sigma, Sana, ...), loaded with `AutoPipelineForText2Image`."""
     num_inference_steps: int = 1
     """Denoising steps per image (1-4 for the Turbo models, 25-50 for SD 1.5)."""
     guidance_scale: float = 0.0
-    """Classifier-free guidance; 0 for the Turbo models (no unconditional pass, twice as fast)."""
+    """Classifier-free guidance; 0 for the Turbo models and FLUX.1-schnell (no unconditional
+    pass, twice as fast); FLUX.1-dev embeds it instead (3.5)."""
     height: int = 512
     """Image height in pixels."""
     width: int = 512
@@ -51,13 +63,35 @@ class RenderConfig:
     """"idea": a stable hash of (seed, idea), the same noise for an idea at every step;
     "slot": seed + position in the batch; "random": fresh seeds every call."""
     dtype: str = "auto"
-    """"auto" (fp16 on CUDA, fp32 on CPU), "fp16", "bf16" or "fp32"."""
+    """"auto" (on CUDA the family's half precision: bf16 for SD3, FLUX and Sana, else fp16;
+    fp32 on CPU), "fp16", "bf16" or "fp32"."""
     device: str | None = None
     """Device to render on; None means CUDA when available, else CPU."""
     safety_checker: bool = False
     """Keep the pipeline's NSFW safety checker (it blacks out flagged images)."""
     max_prompt_tokens: int | None = None
-    """Token limit incl. BOS/EOS; None means the pipeline tokenizer's `model_max_length`."""
+    """A token limit below the prompt encoder's (special tokens included); None: the encoder's."""
+    max_sequence_length: int | None = None
+    """Tokens the T5 or Gemma encoder reads (SD3/3.5, FLUX.1, PixArt-Sigma, Sana; at most 512);
+    None: the pipeline's default (SD3 256, FLUX 512, PixArt-Sigma and Sana 300)."""
+    negative_prompt: str = ""
+    """What to steer away from; needs classifier-free guidance (guidance_scale > 1), not FLUX.1."""
+    offload: str = "none"
+    """CUDA only. "model": diffusers' model CPU offload (each component on the GPU only while it
+    runs); "sequential": layer by layer (least memory, far slower); "none": all on the GPU."""
+    vae_slicing: bool = False
+    """Decode a chunk one image at a time: less memory for large `chunk_size`."""
+    vae_tiling: bool = False
+    """Decode each image in overlapping tiles: less memory for large images."""
+    drop_t5: bool = False
+    """SD3/3.5 only: load without the T5 encoder (about 9 GB less in fp16); prompts are then
+    read by CLIP alone, 77 tokens."""
+    vae: str = "full"
+    """Decoder of training renders: "full" (the pipeline's VAE) or "taesd" (the family's tiny
+    TAESD preview decoder, for SD, SDXL, SD3 and FLUX latents). Evaluation and the app always
+    decode with the full VAE."""
+    preview_decoder: str | None = None
+    """Hub name or local directory of the preview decoder; None: the family's TAESD."""
 
     def __post_init__(self):
         checks.check_types(self, "render")
@@ -76,6 +110,10 @@ class RenderConfig:
         checks.one_of("render", "dtype", self.dtype, ("auto", *DTYPES))
         if self.max_prompt_tokens is not None:
             checks.at_least("render", "max_prompt_tokens", self.max_prompt_tokens, 3)
+        if self.max_sequence_length is not None:
+            checks.at_least("render", "max_sequence_length", self.max_sequence_length, 3, 512)
+        checks.one_of("render", "offload", self.offload, OFFLOADS)
+        checks.one_of("render", "vae", self.vae, DECODERS)
 
 
 @dataclass
@@ -97,12 +135,23 @@ def idea_seed(base_seed: int, idea: str) -> int:
     return derive_seed(base_seed, "image", idea) % 2**32
 
 
-def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
+def pipeline_family(name: str) -> Family:
+    """The family of the pipeline at `name` (a hub name or local directory), from its
+    `model_index.json` alone: nothing heavy is loaded."""
+    from diffusers import DiffusionPipeline
+
+    check_model_source(name, "render.pipeline")
+    with loading("diffusers pipeline", name):
+        index = DiffusionPipeline.load_config(name)
+    return family_of(index.get("_class_name", ""))
+
+
+def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False, drop_t5: bool = False):
     """Load a text-to-image pipeline from the hub or a local directory, in `dtype`.
 
     In half precision the `fp16` weight files are fetched where the repository has them
     (half the download). Without `safety_checker` the checker is not even loaded (it is
-    ~1 GB on SD 1.5).
+    ~1 GB on SD 1.5); with `drop_t5` neither is SD3's T5 encoder.
     """
     import diffusers
     from diffusers import AutoPipelineForText2Image, DiffusionPipeline
@@ -114,6 +163,8 @@ def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
         pipeline_config = DiffusionPipeline.load_config(name)
     if not safety_checker and "safety_checker" in pipeline_config:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if drop_t5:
+        kwargs.update(text_encoder_3=None, tokenizer_3=None)
     # diffusers 0.40 renamed `torch_dtype` to `dtype`; older versions ignore `dtype`.
     dtype_key = "dtype" if Version(diffusers.__version__) >= Version("0.40") else "torch_dtype"
     kwargs[dtype_key] = dtype
@@ -127,6 +178,87 @@ def load_pipeline(name: str, dtype: torch.dtype, safety_checker: bool = False):
         return AutoPipelineForText2Image.from_pretrained(name, **kwargs)
 
 
+def load_preview_decoder(name: str, dtype: torch.dtype):
+    """A TAESD decoder (diffusers `AutoencoderTiny`) from the hub or a local directory."""
+    from diffusers import AutoencoderTiny
+
+    check_model_source(name, "render.preview_decoder")
+    with loading("TAESD preview decoder", name):
+        return AutoencoderTiny.from_pretrained(name, torch_dtype=dtype)
+
+
+def _family_dtype(config: RenderConfig, family: Family, device: torch.device) -> torch.dtype:
+    if config.dtype == "auto" and device.type == "cuda":
+        return DTYPES[family.dtype]
+    return resolve_dtype(config.dtype, device)
+
+
+def check_family_options(config: RenderConfig, family: Family, device: torch.device) -> None:
+    """The render options `family` cannot take, as one-line errors naming the key: what can be
+    told from the pipeline's class alone, before any weights load."""
+    t = family.title
+    if config.drop_t5 and family.name != "sd3":
+        raise UsageError(f"config key 'render.drop_t5' applies to SD3/3.5 only; {t} has no T5 to drop: remove it")
+    reads_clip = family.max_sequence_length is None or config.drop_t5
+    if config.max_sequence_length is not None:
+        if reads_clip:
+            raise UsageError(
+                f"config key 'render.max_sequence_length' does not apply: {t} reads prompts with CLIP "
+                f"(77 tokens){' once T5 is dropped' if config.drop_t5 else ''}; remove it"
+            )
+        if config.max_sequence_length > family.sequence_length_cap:
+            raise UsageError(
+                f"config key 'render.max_sequence_length' must be at most {family.sequence_length_cap} "
+                f"for {t}, got {config.max_sequence_length}"
+            )
+    if config.negative_prompt:
+        if not family.negative_prompt:
+            raise UsageError(f"config key 'render.negative_prompt': {t} takes no negative prompt here; remove it")
+        if config.guidance_scale <= 1:
+            raise UsageError(
+                "config key 'render.negative_prompt' has no effect with guidance_scale <= 1 (no "
+                "unconditional pass); raise render.guidance_scale above 1 or remove the negative prompt"
+            )
+    if config.offload != "none" and device.type != "cuda":
+        raise UsageError(
+            f"config key 'render.offload: {config.offload}' needs a CUDA GPU (it moves components "
+            f"between CPU and GPU) but renders run on {device.type}; set render.offload: none"
+        )
+    if config.vae == "taesd" and config.preview_decoder is None and family.preview_decoder is None:
+        raise UsageError(
+            f"config key 'render.vae: taesd': there is no TAESD decoder for {t} latents; set "
+            "render.vae: full (or name one in render.preview_decoder)"
+        )
+
+
+def _size_multiple(pipeline, family: Family) -> int:
+    factor = int(getattr(pipeline, "vae_scale_factor", 8))
+    if family.size_multiple == "vae*patch":
+        return factor * int(pipeline.transformer.config.patch_size)
+    if family.size_multiple == "vae*2":
+        return factor * 2
+    return factor
+
+
+def check_pipeline_options(config: RenderConfig, family: Family, pipeline) -> None:
+    """The render options the loaded `pipeline` cannot take: sizes its latents cannot hold, and
+    guidance on a guidance-distilled FLUX.1 (schnell), which would silently ignore it."""
+    multiple = _size_multiple(pipeline, family)
+    for name in ("height", "width"):
+        value = getattr(config, name)
+        if value % multiple:
+            raise UsageError(
+                f"config key 'render.{name}' must be a multiple of {multiple} for {family.title}, "
+                f"got {value}; try {max(multiple, round(value / multiple) * multiple)}"
+            )
+    transformer = getattr(pipeline, "transformer", None)
+    if family.name == "flux" and config.guidance_scale and not transformer.config.guidance_embeds:
+        raise UsageError(
+            "config key 'render.guidance_scale' must be 0 for this FLUX.1 model: it is "
+            "guidance-distilled (schnell) and ignores guidance; set render.guidance_scale: 0"
+        )
+
+
 class Renderer:
     """Renders batches of prompts with fixed per-sample seeds. See `RenderConfig`."""
 
@@ -138,27 +270,79 @@ class Renderer:
             raise UsageError(f"chunk_size must be at least 1, got {config.chunk_size}")
         if pipeline is None:
             self.device = resolve_device(config.device)
-            pipeline = load_pipeline(config.pipeline, resolve_dtype(config.dtype, self.device), config.safety_checker)
-            pipeline.to(self.device)
-        elif config.device is not None:
-            self.device = resolve_device(config.device)
-            pipeline.to(self.device)
-        else:  # a pipeline built by the caller stays where it is (it may use CPU offload)
-            self.device = pipeline._execution_device
+            self.family = pipeline_family(config.pipeline)
+            check_family_options(config, self.family, self.device)
+            dtype = _family_dtype(config, self.family, self.device)
+            pipeline = load_pipeline(config.pipeline, dtype, config.safety_checker, config.drop_t5)
+            self._place(pipeline)
+        else:
+            self.family = family_of(type(pipeline).__name__)
+            if config.device is not None:
+                self.device = resolve_device(config.device)
+                check_family_options(config, self.family, self.device)
+                self._place(pipeline)
+            else:  # a pipeline built by the caller stays where it is (it may use CPU offload)
+                self.device = pipeline._execution_device
+                check_family_options(config, self.family, self.device)
+        check_pipeline_options(config, self.family, pipeline)
         if not config.safety_checker and getattr(pipeline, "safety_checker", None) is not None:
             pipeline.safety_checker = None
         pipeline.set_progress_bar_config(disable=True)
+        for key, enabled, method in (
+            ("vae_slicing", config.vae_slicing, "enable_slicing"),
+            ("vae_tiling", config.vae_tiling, "enable_tiling"),
+        ):
+            if enabled:
+                if not hasattr(pipeline.vae, method):
+                    raise UsageError(f"config key 'render.{key}': this pipeline's VAE cannot do it; remove the key")
+                getattr(pipeline.vae, method)()
         self.pipeline = pipeline
+        self.full_vae = pipeline.vae
+        self.preview_vae = self._load_preview(pipeline) if config.vae == "taesd" else None
 
-        self.tokenizer = getattr(pipeline, "tokenizer", None) or pipeline.tokenizer_2
-        encoder_limit = self.tokenizer.model_max_length
+        self.tokenizer, self.encoder, self.sequence_length, encoder_limit = self._prompt_reader(pipeline)
         self.max_prompt_tokens = config.max_prompt_tokens or encoder_limit
         if not 3 <= self.max_prompt_tokens <= encoder_limit:
             raise UsageError(
-                f"max_prompt_tokens must be between 3 and the text encoder's limit "
+                f"max_prompt_tokens must be between 3 and the {self.encoder} encoder's limit "
                 f"({encoder_limit}), got {self.max_prompt_tokens}"
             )
         self._rng = random.Random(config.seed)
+
+    def _place(self, pipeline) -> None:
+        offload = self.config.offload
+        if offload == "model":
+            pipeline.enable_model_cpu_offload(device=self.device)
+        elif offload == "sequential":
+            pipeline.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipeline.to(self.device)
+
+    def _load_preview(self, pipeline):
+        name = self.config.preview_decoder or self.family.preview_decoder
+        preview = load_preview_decoder(name, self.full_vae.dtype).to(self.device)
+        full_channels = self.full_vae.config.latent_channels
+        if preview.config.latent_channels != full_channels:
+            raise UsageError(
+                f"config key 'render.preview_decoder': {name} decodes {preview.config.latent_channels}-channel "
+                f"latents but {self.family.title} makes {full_channels}-channel ones; name a decoder for this family"
+            )
+        scale = preview.config.upsampling_scaling_factor ** (len(preview.config.decoder_block_out_channels) - 1)
+        if scale != pipeline.vae_scale_factor:
+            raise UsageError(
+                f"config key 'render.preview_decoder': {name} upscales latents {scale}x but this "
+                f"pipeline's VAE {pipeline.vae_scale_factor}x; name a decoder for this family"
+            )
+        return preview
+
+    def _prompt_reader(self, pipeline) -> tuple[object, str, int | None, int]:
+        """(tokenizer, encoder name, the call's max_sequence_length or None, token limit)."""
+        family, config = self.family, self.config
+        if family.max_sequence_length is None or getattr(pipeline, family.tokenizer, None) is None:
+            tokenizer = getattr(pipeline, "tokenizer", None) or pipeline.tokenizer_2  # CLIP
+            return tokenizer, "CLIP", None, tokenizer.model_max_length
+        length = config.max_sequence_length or family.max_sequence_length
+        return getattr(pipeline, family.tokenizer), family.encoder, length, length - family.instruction_tokens
 
     def _n_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False).input_ids]
@@ -185,13 +369,35 @@ class Renderer:
         fitted = [self._cut(p) if cut else p for p, cut in zip(prompts, too_long)]
         if any(too_long):
             logger.warning(
-                "%d of %d prompts exceed the text encoder's limit of %d tokens and were cut "
+                "%d of %d prompts exceed the %s encoder's limit of %d tokens and were cut "
                 "to fit (RenderOutput.truncated flags them)",
                 sum(too_long),
                 len(prompts),
+                self.encoder,
                 self.max_prompt_tokens,
             )
         return fitted, too_long
+
+    def call_options(self, n: int) -> dict:
+        """The pipeline call's keywords for a chunk of `n` prompts, besides prompts and seeds:
+        what a plain pipeline call rendering what this renderer does would pass."""
+        c, family = self.config, self.family
+        options = {
+            "num_inference_steps": c.num_inference_steps,
+            "guidance_scale": c.guidance_scale,
+            "height": c.height,
+            "width": c.width,
+            "output_type": "pt",
+        }
+        if c.negative_prompt:
+            options["negative_prompt"] = [c.negative_prompt] * n
+        if self.sequence_length is not None:
+            options["max_sequence_length"] = self.sequence_length
+        if family.name in ("pixart", "sana"):
+            # The size asked for, not the nearest of the model's aspect-ratio bins resized back;
+            # the prompt as the policy wrote it, not PixArt's caption clean-up.
+            options.update(use_resolution_binning=False, clean_caption=False)
+        return options
 
     def seeds_for(self, n: int, ideas: list[str] | None = None) -> list[int]:
         """Seeds for `n` samples under `config.seed_mode` ("idea" needs `ideas`)."""
@@ -210,9 +416,11 @@ class Renderer:
         ideas: list[str] | None = None,
         seeds: list[int] | None = None,
         return_pil: bool = False,
+        preview: bool | None = None,
     ) -> RenderOutput:
         """Render `prompts` (seeded from `ideas`, or the prompts themselves, unless
-        `seeds` are given) into `[batch, 3, H, W]` images in [0, 1]."""
+        `seeds` are given) into `[batch, 3, H, W]` images in [0, 1]. `preview`: decode with the
+        TAESD decoder (None: as `render.vae` says; only a renderer with `vae: taesd` has one)."""
         if isinstance(prompts, str):
             raise TypeError("Renderer takes a list of prompts, got a single string")
         if len(prompts) == 0:
@@ -225,21 +433,21 @@ class Renderer:
         if seeds is None:
             seeds = self.seeds_for(n, ideas if ideas is not None else list(prompts))
 
+        if preview and self.preview_vae is None:
+            raise UsageError("preview=True needs a renderer with render.vae: taesd")
+        preview = self.preview_vae is not None if preview is None else preview
+
         c, chunks = self.config, []
-        for start in range(0, n, c.chunk_size):
-            stop = start + c.chunk_size
-            # CPU generators: the same seed gives the same noise on every device.
-            generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start:stop]]
-            out = self.pipeline(
-                prompt=fitted[start:stop],
-                num_inference_steps=c.num_inference_steps,
-                guidance_scale=c.guidance_scale,
-                height=c.height,
-                width=c.width,
-                generator=generators,
-                output_type="pt",
-            )
-            chunks.append(out.images.to(self.device, torch.float32))
+        self.pipeline.vae = self.preview_vae if preview else self.full_vae
+        try:
+            for start in range(0, n, c.chunk_size):
+                stop = start + c.chunk_size
+                # CPU generators: the same seed gives the same noise on every device.
+                generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start:stop]]
+                out = self.pipeline(prompt=fitted[start:stop], generator=generators, **self.call_options(stop - start))
+                chunks.append(out.images.to(self.device, torch.float32))
+        finally:
+            self.pipeline.vae = self.full_vae
         images = torch.cat(chunks)
 
         pil = to_pil(images) if return_pil else None
