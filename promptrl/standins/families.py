@@ -215,7 +215,14 @@ def _gemma_tokenizer(folder: Path) -> int:
             add(piece)
     for i in range(GEMMA_VOCAB - len(vocab)):
         vocab[f"<unused{i}>"] = len(vocab)
-    tokenizer = GemmaTokenizer(vocab=vocab, merges=merges, padding_side="left", model_max_length=int(1e30))
+    tokenizer = GemmaTokenizer(
+        vocab=vocab,
+        merges=merges,
+        add_bos_token=True,
+        add_eos_token=False,
+        padding_side="left",
+        model_max_length=int(1e30),
+    )
     tokenizer.save_pretrained(folder)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["tokenizer_class"] = "GemmaTokenizer"
@@ -550,8 +557,8 @@ def _write_sana(root: Path) -> None:
         attention_head_dim=2,
         encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
         decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-        encoder_block_out_channels=(8,) * 6,
-        decoder_block_out_channels=(8,) * 6,
+        encoder_block_out_channels=(8, 8, 16, 16, 32, 32),  # the last one holds the 32 latent channels
+        decoder_block_out_channels=(8, 8, 16, 16, 32, 32),
         encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
         decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
         encoder_layers_per_block=(1,) * 6,
