@@ -11,42 +11,56 @@ TAESD decoders fit), the VAE's 8x downsampling (SD, SDXL, SD3, FLUX, PixArt), th
 kinds, special tokens, vocabulary sizes and `model_max_length`, the file names (sharded
 `*.safetensors.index.json` where the real repo shards, `fp16` variants where it has them).
 
-Layouts, as published on the hub (from memory of the repos and the diffusers docs; this
-machine cannot reach the hub, so none of it was re-checked against the live repos):
+Layouts, as published on the hub. This machine cannot reach the hub; "seen" marks what was
+read in stored copies of the hub's file listings and configs (2026-12), the rest is from
+memory of the repos and of diffusers' docs and pipelines:
 
 - `stabilityai/sdxl-turbo`: `StableDiffusionXLPipeline`; `text_encoder` `CLIPTextModel`
   (CLIP ViT-L), `text_encoder_2` `CLIPTextModelWithProjection` (OpenCLIP bigG), both
   `CLIPTokenizer` at 77 tokens (`tokenizer` pads with `<|endoftext|>`, `tokenizer_2` with
   `!`); `EulerAncestralDiscreteScheduler`, trailing timesteps, `steps_offset=1`; VAE
   `scaling_factor=0.13025`, 4 latent channels; full and `fp16` weights for unet, vae and
-  both text encoders, unsharded.
+  both text encoders, unsharded. (Not seen.)
 - `stabilityai/stable-diffusion-3.5-medium`: `StableDiffusion3Pipeline`; two
   `CLIPTextModelWithProjection` (`tokenizer`, `tokenizer_2`, 77) and `T5EncoderModel`
-  (`text_encoder_3`, sharded in two, `tokenizer_3` a `T5TokenizerFast` with
-  `model_max_length=512`); `SD3Transformer2DModel` with dual attention and RMS qk-norm;
-  `FlowMatchEulerDiscreteScheduler` with `shift=3.0`; VAE 16 latent channels,
-  `scaling_factor=1.5305`, `shift_factor=0.0609`, no quant convs. No `fp16` variant files.
+  (`text_encoder_3`) with `tokenizer_3` a `T5TokenizerFast` (`model_max_length=512`, not
+  seen); `SD3Transformer2DModel` with dual attention and RMS qk-norm;
+  `FlowMatchEulerDiscreteScheduler` with `shift=3.0` (not seen); VAE 16 latent channels,
+  `scaling_factor=1.5305`, `shift_factor=0.0609`, no quant convs. Seen (in mirrors of the
+  repo): `text_encoder`/`text_encoder_2` as `model.safetensors` + `model.fp16.safetensors`;
+  `text_encoder_3` in 2 shards, full and fp16 (`model.fp16-0000k-of-00002.safetensors`,
+  `model.safetensors.index.fp16.json`); transformer and vae one full-precision file each,
+  no fp16. So `variant="fp16"` loads fp16 text encoders and the full transformer and VAE.
 - `black-forest-labs/FLUX.1-schnell`: `FluxPipeline`; `CLIPTextModel` + `CLIPTokenizer` (77),
   `T5EncoderModel` (`text_encoder_2`, 2 shards) + `T5TokenizerFast` (`tokenizer_2`, 512);
-  `FluxTransformer2DModel` without guidance embeddings (3 shards);
-  `FlowMatchEulerDiscreteScheduler` with `shift=1.0` and no dynamic shifting; VAE 16 latent
-  channels, `scaling_factor=0.3611`, `shift_factor=0.1159`. No `fp16` variant files.
+  `FluxTransformer2DModel` without guidance embeddings (3 shards); no `fp16` files; VAE 16
+  latent channels, `scaling_factor=0.3611`, `shift_factor=0.1159` (not seen). Seen: the
+  scheduler config (`FlowMatchEulerDiscreteScheduler`, `shift=1.0`, no dynamic shifting,
+  diffusers 0.30.0.dev0).
 - `PixArt-alpha/PixArt-Sigma-XL-2-1024-MS`: `PixArtSigmaPipeline`; `T5EncoderModel` (2
-  shards) + `T5Tokenizer` (the pipeline encodes 300 tokens; the tokenizer config's
-  `model_max_length` is not known here, 512 like T5's is written); `PixArtTransformer2DModel`
-  with `sample_size=128` (so the pipeline's resolution binning picks the 1024 bins:
-  pass `use_resolution_binning=False` to render small); `DPMSolverMultistepScheduler`;
-  the SDXL VAE (4 latent channels). No `fp16` variant files.
+  shards, not seen) + `T5Tokenizer`; the transformer as `Transformer2DModel` (what
+  diffusers 0.28 saved; today's diffusers remaps it to `PixArtTransformer2DModel`) with
+  `sample_size=128`, so the pipeline's resolution binning picks the 1024 bins: pass
+  `use_resolution_binning=False` to render small; `DPMSolverMultistepScheduler`; the SDXL
+  VAE (4 latent channels). Seen: `tokenizer/` holds `spiece.model`, `special_tokens_map.json`
+  and `tokenizer_config.json` (a slow sentencepiece tokenizer; here a `tokenizer.json`
+  stands in for `spiece.model`); the T5 config (fp16, `vocab_size=32128`). Not seen: the
+  tokenizer's `model_max_length` (512, T5's, is written; the pipeline encodes 300 tokens)
+  and whether the repo has `fp16` files (none written).
 - `Efficient-Large-Model/Sana_600M_512px_diffusers`: `SanaPipeline`; `Gemma2Model`
-  (gemma-2-2b-it, 256,000 tokens) + `GemmaTokenizerFast` (the pipeline pads on the right;
-  the tokenizer config pads on the left, like gemma-2's); `SanaTransformer2DModel` with
+  (gemma-2-2b-it, 256,000 tokens) + `GemmaTokenizerFast` (`<bos>` added; the pipeline pads
+  on the right whatever the config says; the config's left padding and unbounded
+  `model_max_length` are gemma-2's, not seen); `SanaTransformer2DModel` with
   `sample_size=16` (512 bins: pass `use_resolution_binning=False` to render small);
-  `AutoencoderDC` with 32 latent channels and 32x downsampling;
-  `DPMSolverMultistepScheduler` with flow sigmas and `flow_shift=3.0` (the value is not
-  verified for the 600M 512px repo). Written without variants.
+  `AutoencoderDC` with 32 latent channels and 32x downsampling. Seen, for the sibling
+  `Sana_1600M_512px_diffusers`: the `model_index.json` classes, the scheduler config
+  (`DPMSolverMultistepScheduler`, flow sigmas, `flow_prediction`, `flow_shift=3.0`), the text
+  encoder in 2 shards full and fp16, the transformer with an fp16 file. The 600M repo is
+  assumed laid out alike (its transformer unsharded; fp16 files for transformer, VAE and
+  text encoder: the VAE's fp16 file is a guess).
 - `madebyollin/taesd`, `taesdxl`, `taesd3`, `taef1`: `AutoencoderTiny` at their real (small)
   size, `config.json` + `diffusion_pytorch_model.safetensors`, 4, 4, 16 and 16 latent
-  channels.
+  channels. (Not seen.)
 
 Tokenizers: CLIP is the real 49,408-token BPE (open_clip's copy). T5 and Gemma cannot be
 rebuilt offline, so they are trained stand-ins: a Unigram (T5, 32,100 tokens with the 100
@@ -117,24 +131,33 @@ def _save(module, folder: Path, variants: Iterable[str] = ("",), shards: int = 1
 
 
 def _shard(folder: Path, shards: int) -> None:
-    """Split `model.safetensors` / `diffusion_pytorch_model.safetensors` into `shards` files
-    named and indexed as `save_pretrained(max_shard_size=...)` names them."""
+    """Split each weights file (`model[.fp16].safetensors`, `diffusion_pytorch_model[.fp16]...`)
+    into `shards` files, named and indexed as the libraries' `save_pretrained` names them:
+    `model.fp16-00001-of-00002.safetensors`, `model.safetensors.index.fp16.json`."""
     from safetensors.torch import load_file, save_file
 
-    (single,) = [p for p in folder.glob("*.safetensors")]
-    stem = single.name[: -len(".safetensors")]
-    state = load_file(single)
-    names = list(state)
-    total = sum(t.numel() * t.element_size() for t in state.values())
-    weight_map, start = {}, 0
-    for i in range(shards):
-        end = len(names) * (i + 1) // shards
-        file = f"{stem}-{i + 1:05d}-of-{shards:05d}.safetensors"
-        save_file({k: state[k] for k in names[start:end]}, folder / file, metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(names[start:end], file))
-        start = end
-    single.unlink()
-    save_json(folder / f"{single.name}.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+    for single in sorted(folder.glob("*.safetensors")):
+        stem = single.name[: -len(".safetensors")]  # "model" or "model.fp16"
+        base, _, variant = stem.partition(".")
+        state = load_file(single)
+        names = list(state)
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        weight_map, start = {}, 0
+        for i in range(shards):
+            end = len(names) * (i + 1) // shards
+            file = f"{stem}-{i + 1:05d}-of-{shards:05d}.safetensors"
+            save_file({k: state[k] for k in names[start:end]}, folder / file, metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(names[start:end], file))
+            start = end
+        single.unlink()
+        index = f"{base}.safetensors.index{'.' + variant if variant else ''}.json"
+        save_json(folder / index, {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def _rename_class(config: Path, name: str) -> None:
+    """Set a saved config's `_class_name` (a repo saved by an older diffusers names an older class)."""
+    data = json.loads(config.read_text())
+    save_json(config, {**data, "_class_name": name})
 
 
 def _corpus_words() -> list[str]:
@@ -438,11 +461,12 @@ def _write_sd3(root: Path) -> None:
         qk_norm="rms_norm",
     )
     vae = _vae(16, scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False)
+    fp = ("", "fp16")  # the text encoders only: the transformer and VAE have no fp16 files
     _save(transformer, root / "transformer")
     _save(vae, root / "vae")
-    _save(_clip_text(True), root / "text_encoder")
-    _save(_clip_text(True, pad_token_id=1), root / "text_encoder_2")
-    _save(_t5_encoder(64), root / "text_encoder_3", shards=2)
+    _save(_clip_text(True), root / "text_encoder", fp)
+    _save(_clip_text(True, pad_token_id=1), root / "text_encoder_2", fp)
+    _save(_t5_encoder(64), root / "text_encoder_3", fp, shards=2)
     _clip_tokenizer(root / "tokenizer", "<|endoftext|>")
     _clip_tokenizer(root / "tokenizer_2", "!")
     _t5_tokenizer(root / "tokenizer_3", 512)
@@ -488,6 +512,7 @@ def _write_pixart(root: Path) -> None:
         interpolation_scale=2,
     )
     _save(transformer, root / "transformer")
+    _rename_class(root / "transformer" / "config.json", "Transformer2DModel")
     _save(_vae(4, scaling_factor=0.13025, force_upcast=False), root / "vae")
     _save(_t5_encoder(32), root / "text_encoder", shards=2)
     _t5_tokenizer(root / "tokenizer", 512, cls="T5Tokenizer")
@@ -526,7 +551,7 @@ def _write_pixart(root: Path) -> None:
             "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
             "text_encoder": ["transformers", "T5EncoderModel"],
             "tokenizer": ["transformers", "T5Tokenizer"],
-            "transformer": ["diffusers", "PixArtTransformer2DModel"],
+            "transformer": ["diffusers", "Transformer2DModel"],  # diffusers remaps it by norm_type
             "vae": ["diffusers", "AutoencoderKL"],
         },
     )
@@ -584,9 +609,10 @@ def _write_sana(root: Path) -> None:
             bos_token_id=2,
         )
     )
-    _save(transformer, root / "transformer")
-    _save(vae, root / "vae")
-    _save(text_encoder, root / "text_encoder")
+    fp = ("", "fp16")
+    _save(transformer, root / "transformer", fp)
+    _save(vae, root / "vae", fp)
+    _save(text_encoder, root / "text_encoder", fp, shards=2)
     save_json(
         root / "scheduler" / "scheduler_config.json",
         {
