@@ -148,3 +148,14 @@ def test_hf_home_alone_resolves_every_family(family_hub, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {**PIPELINES, "taesd": [4, 4, 16, 16]}
+
+
+def test_a_built_hub_without_a_requested_family_is_refused(tmp_path, monkeypatch):
+    from promptrl.errors import UsageError
+    from promptrl.standins import hub
+
+    (tmp_path / "STANDIN").write_text(json.dumps({"size": "small", "families": ["flux"]}))
+    monkeypatch.setattr(hub, "vit_l_14_weights", lambda cache=None: None)  # not needed to refuse
+    assert hub.build_standin_hub(tmp_path, families=("flux",)) == tmp_path
+    with pytest.raises(UsageError, match=r"without the families \['sana'\]"):
+        hub.build_standin_hub(tmp_path, families=("flux", "sana"))

@@ -237,10 +237,19 @@ def build_standin_hub(
     files: `""` the full-precision ones (CPU), `"fp16"` the half ones (what CUDA loads).
     `families` adds image-model families (`families.FAMILIES`: "sdxl", "sd3", "flux",
     "pixart", "sana"; "sd" adds only sd-turbo's TAESD), each with its TAESD decoder, at tiny
-    sizes whatever `size` says. A hub already built under `hf_home` is reused as it is.
+    sizes whatever `size` says. A hub already built under `hf_home` is reused; one that lacks
+    a requested family is refused rather than silently served without it.
     """
     if size not in SIZES:
         raise UsageError(f"size must be one of {SIZES}, got {size!r}")
+    built = Path(hf_home) / "STANDIN"
+    if built.exists():
+        missing = sorted(set(families) - set(json.loads(built.read_text()).get("families", [])))
+        if missing:
+            raise UsageError(
+                f"the stand-in hub at {hf_home} was built without the families {missing}; "
+                "build one with them in a fresh directory (pass families= on the first build)"
+            )
     vit = vit_l_14_weights(Path(weights_cache) if weights_cache is not None else None)
 
     def build(tmp: Path) -> None:
