@@ -79,9 +79,8 @@ import torch
 
 from ..errors import UsageError
 from ..paths import build_atomically
-from .builders import SEED, _policy_corpus, write_clip_bpe_files
+from .builders import SEED, _policy_corpus, save_json, write_clip_tokenizer
 from .hubcache import install_repo
-from .lms import save_json
 
 SDXL_TURBO = "stabilityai/sdxl-turbo"
 SD3_5_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
@@ -111,9 +110,45 @@ LATENT_CHANNELS = {"sd": 4, "sdxl": 4, "sd3": 16, "flux": 16, "pixart": 4, "sana
 FAMILIES = ("sdxl", "sd3", "flux", "pixart", "sana")
 """The families `install_families` writes (sd-turbo is written by `build_standin_hub`)."""
 
-_CLIP_SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
 T5_VOCAB = 32100  # 32,000 sentencepiece pieces + 100 <extra_id_*>; the model's embedding has 32,128
 GEMMA_VOCAB = 256000
+
+
+_PIXART_DPM_SOLVER = {
+    "_class_name": "DPMSolverMultistepScheduler",
+    "_diffusers_version": "0.28.0.dev0",
+    "algorithm_type": "dpmsolver++",
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "beta_start": 0.0001,
+    "dynamic_thresholding_ratio": 0.995,
+    "euler_at_final": False,
+    "lambda_min_clipped": -float("inf"),
+    "lower_order_final": True,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "solver_order": 2,
+    "solver_type": "midpoint",
+    "steps_offset": 0,
+    "thresholding": False,
+    "timestep_spacing": "linspace",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+    "use_lu_lambdas": False,
+    "variance_type": None,
+}
+_SANA_DPM_SOLVER = {  # the same solver on flow-matching sigmas (as seen in Sana_1600M_512px_diffusers)
+    **_PIXART_DPM_SOLVER,
+    "_diffusers_version": "0.32.0.dev0",
+    "final_sigmas_type": "zero",
+    "flow_shift": 3.0,
+    "prediction_type": "flow_prediction",
+    "rescale_betas_zero_snr": False,
+    "use_beta_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_flow_sigmas": True,
+}
 
 
 # --------------------------------------------------------------------------- files
@@ -168,35 +203,17 @@ def _corpus_words() -> list[str]:
     return sorted(counts, key=lambda w: (-counts[w], w))
 
 
-def _clip_tokenizer(folder: Path, pad_token: str) -> None:
-    """The real CLIP BPE files, as SD-family repos ship them (slow-tokenizer files)."""
-    folder.mkdir(parents=True)
-    write_clip_bpe_files(folder)
-    special = {**_CLIP_SPECIAL, "pad_token": pad_token}
-    save_json(folder / "special_tokens_map.json", special)
-    save_json(
-        folder / "tokenizer_config.json",
-        {
-            "add_prefix_space": False,
-            "do_lower_case": True,
-            "errors": "replace",
-            "model_max_length": 77,
-            "tokenizer_class": "CLIPTokenizer",
-            **special,
-        },
-    )
-
-
 def _t5_tokenizer(folder: Path, model_max_length: int, cls: str = "T5TokenizerFast") -> int:
     """A T5 Unigram tokenizer (32,100 tokens: `<pad>` 0, `</s>` 1, `<unk>` 2, pieces, then
     `<extra_id_99..0>`) holding the corpus' words whole; returns its length."""
     from transformers import T5Tokenizer
 
-    chars = sorted({c for w in _corpus_words() for c in w})
+    words = _corpus_words()
+    chars = sorted({c for w in words for c in w})
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [(c, -10.0) for c in chars] + [("\u2581" + c, -9.0) for c in chars]
     seen = {p for p, _ in pieces}
-    for rank, word in enumerate(_corpus_words()):
+    for rank, word in enumerate(words):
         if "\u2581" + word not in seen and len(word) > 1:
             pieces.append(("\u2581" + word, -5.0 - rank * 1e-4))
             seen.add("\u2581" + word)
@@ -338,8 +355,8 @@ def _write_sdxl(root: Path) -> None:
     _save(vae, root / "vae", fp)
     _save(_clip_text(False), root / "text_encoder", fp)
     _save(_clip_text(True, pad_token_id=1), root / "text_encoder_2", fp)
-    _clip_tokenizer(root / "tokenizer", "<|endoftext|>")
-    _clip_tokenizer(root / "tokenizer_2", "!")
+    write_clip_tokenizer(root / "tokenizer", "<|endoftext|>")
+    write_clip_tokenizer(root / "tokenizer_2", "!")
     save_json(
         root / "scheduler" / "scheduler_config.json",
         {
@@ -413,7 +430,7 @@ def _write_flux(root: Path) -> None:
     _save(vae, root / "vae")
     _save(_clip_text(False, projection_dim=768), root / "text_encoder")
     _save(_t5_encoder(32), root / "text_encoder_2", shards=2)
-    _clip_tokenizer(root / "tokenizer", "<|endoftext|>")
+    write_clip_tokenizer(root / "tokenizer", "<|endoftext|>")
     _t5_tokenizer(root / "tokenizer_2", 512)
     _flow_scheduler(
         root,
@@ -467,8 +484,8 @@ def _write_sd3(root: Path) -> None:
     _save(_clip_text(True), root / "text_encoder", fp)
     _save(_clip_text(True, pad_token_id=1), root / "text_encoder_2", fp)
     _save(_t5_encoder(64), root / "text_encoder_3", fp, shards=2)
-    _clip_tokenizer(root / "tokenizer", "<|endoftext|>")
-    _clip_tokenizer(root / "tokenizer_2", "!")
+    write_clip_tokenizer(root / "tokenizer", "<|endoftext|>")
+    write_clip_tokenizer(root / "tokenizer_2", "!")
     _t5_tokenizer(root / "tokenizer_3", 512)
     _flow_scheduler(root, "0.31.0.dev0", shift=3.0)
     save_json(
@@ -516,33 +533,7 @@ def _write_pixart(root: Path) -> None:
     _save(_vae(4, scaling_factor=0.13025, force_upcast=False), root / "vae")
     _save(_t5_encoder(32), root / "text_encoder", shards=2)
     _t5_tokenizer(root / "tokenizer", 512, cls="T5Tokenizer")
-    save_json(
-        root / "scheduler" / "scheduler_config.json",
-        {
-            "_class_name": "DPMSolverMultistepScheduler",
-            "_diffusers_version": "0.28.0.dev0",
-            "algorithm_type": "dpmsolver++",
-            "beta_end": 0.02,
-            "beta_schedule": "linear",
-            "beta_start": 0.0001,
-            "dynamic_thresholding_ratio": 0.995,
-            "euler_at_final": False,
-            "lambda_min_clipped": -float("inf"),
-            "lower_order_final": True,
-            "num_train_timesteps": 1000,
-            "prediction_type": "epsilon",
-            "sample_max_value": 1.0,
-            "solver_order": 2,
-            "solver_type": "midpoint",
-            "steps_offset": 0,
-            "thresholding": False,
-            "timestep_spacing": "linspace",
-            "trained_betas": None,
-            "use_karras_sigmas": False,
-            "use_lu_lambdas": False,
-            "variance_type": None,
-        },
-    )
+    save_json(root / "scheduler" / "scheduler_config.json", _PIXART_DPM_SOLVER)
     save_json(
         root / "model_index.json",
         {
@@ -613,39 +604,7 @@ def _write_sana(root: Path) -> None:
     _save(transformer, root / "transformer", fp)
     _save(vae, root / "vae", fp)
     _save(text_encoder, root / "text_encoder", fp, shards=2)
-    save_json(
-        root / "scheduler" / "scheduler_config.json",
-        {
-            "_class_name": "DPMSolverMultistepScheduler",
-            "_diffusers_version": "0.32.0.dev0",
-            "algorithm_type": "dpmsolver++",
-            "beta_end": 0.02,
-            "beta_schedule": "linear",
-            "beta_start": 0.0001,
-            "dynamic_thresholding_ratio": 0.995,
-            "euler_at_final": False,
-            "final_sigmas_type": "zero",
-            "flow_shift": 3.0,
-            "lambda_min_clipped": -float("inf"),
-            "lower_order_final": True,
-            "num_train_timesteps": 1000,
-            "prediction_type": "flow_prediction",
-            "rescale_betas_zero_snr": False,
-            "sample_max_value": 1.0,
-            "solver_order": 2,
-            "solver_type": "midpoint",
-            "steps_offset": 0,
-            "thresholding": False,
-            "timestep_spacing": "linspace",
-            "trained_betas": None,
-            "use_beta_sigmas": False,
-            "use_exponential_sigmas": False,
-            "use_flow_sigmas": True,
-            "use_karras_sigmas": False,
-            "use_lu_lambdas": False,
-            "variance_type": None,
-        },
-    )
+    save_json(root / "scheduler" / "scheduler_config.json", _SANA_DPM_SOLVER)
     save_json(
         root / "model_index.json",
         {

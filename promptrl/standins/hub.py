@@ -42,7 +42,7 @@ import torch
 from ..errors import UsageError
 from ..paths import build_atomically, default_weights_cache
 from ..rewards.clip import AestheticMLP
-from .builders import SEED, write_clip_bpe_files
+from .builders import SEED, write_clip_tokenizer
 from .families import (
     FAMILIES,
     FAMILY_REPOS,
@@ -176,26 +176,7 @@ def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
         for sub, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
             module.to(dtype).save_pretrained(root / sub, safe_serialization=True, variant=variant or None)
     # The slow-tokenizer files SD 2.x ships; its tokenizer pads with "!" (id 0), not <|endoftext|>.
-    (root / "tokenizer").mkdir()
-    write_clip_bpe_files(root / "tokenizer")
-    special = {
-        "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>",
-        "pad_token": "!",
-        "unk_token": "<|endoftext|>",
-    }
-    save_json(root / "tokenizer" / "special_tokens_map.json", special)
-    save_json(
-        root / "tokenizer" / "tokenizer_config.json",
-        {
-            "add_prefix_space": False,
-            "do_lower_case": True,
-            "errors": "replace",
-            "model_max_length": 77,
-            "tokenizer_class": "CLIPTokenizer",
-            **special,
-        },
-    )
+    write_clip_tokenizer(root / "tokenizer", pad_token="!")
     save_json(root / "scheduler" / "scheduler_config.json", _SD_TURBO_SCHEDULER)
     save_json(root / "model_index.json", _SD_TURBO_INDEX)
 
