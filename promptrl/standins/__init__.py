@@ -6,6 +6,8 @@ the `tiny` preset and the benchmarks take the real code paths without a model hu
 - `tiny`: `tiny:<asset>` names in configs and their local paths (`resolve_tiny`);
 - `builders`: one builder per tiny model (policy, pipeline, CLIP, PickScore, HPS);
 - `hub`: a stand-in Hugging Face Hub holding the real presets' repositories;
+- `families`: the image-model families (SDXL, SD3.5, FLUX.1, PixArt-Sigma, Sana, TAESD) it
+  can add under their real repository ids; `hubcache`: where a repository lies in the cache;
 - `lms`: its language models; `sentiment`: trl 0.1's example task's models.
 """
 

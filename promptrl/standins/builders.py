@@ -125,6 +125,35 @@ def write_clip_bpe_files(directory: str | Path) -> None:
     (Path(directory) / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
 
 
+def write_clip_tokenizer(folder: Path, pad_token: str) -> None:
+    """The real CLIP BPE files, as SD-family repos ship them (slow-tokenizer files)."""
+    folder.mkdir(parents=True)
+    write_clip_bpe_files(folder)
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": pad_token,
+        "unk_token": "<|endoftext|>",
+    }
+    save_json(folder / "special_tokens_map.json", special)
+    save_json(
+        folder / "tokenizer_config.json",
+        {
+            "add_prefix_space": False,
+            "do_lower_case": True,
+            "errors": "replace",
+            "model_max_length": 77,
+            "tokenizer_class": "CLIPTokenizer",
+            **special,
+        },
+    )
+
+
+def save_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def clip_bpe_tokenizer(model_max_length: int = 77):
     """The real 49,408-token CLIP tokenizer (transformers), built from open_clip's bundled BPE.
 

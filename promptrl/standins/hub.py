@@ -24,15 +24,17 @@ encoder), `size="small"` shrinks it; `size="full"` keeps the real sizes (for the
 real-shape smoke test and the GPU benchmark). open_clip fixes ViT-L-14 by name, so its random
 weights are always real-size; they are written once, in fp16, to `weights_cache` and linked
 into every hub built afterwards. All weights are random: nothing here is a trained model.
+
+`families=(...)` adds the image-model families of `families.py` (SDXL, SD3.5, FLUX.1,
+PixArt-Sigma, Sana and the TAESD decoders) under their real repository ids; `FAMILY_REPOS`
+and `TAESD_REPOS` name them. `build_family_hub` writes a hub of those alone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,11 +42,21 @@ import torch
 from ..errors import UsageError
 from ..paths import build_atomically, default_weights_cache
 from ..rewards.clip import AestheticMLP
-from .builders import SEED, write_clip_bpe_files
+from .builders import SEED, write_clip_tokenizer
+from .families import (
+    FAMILIES,
+    FAMILY_REPOS,
+    FLUX_1_SCHNELL,
+    PIXART_SIGMA,
+    SANA_600M_512,
+    SD3_5_MEDIUM,
+    SDXL_TURBO,
+    TAESD_REPOS,
+    build_family_hub,
+    install_families,
+)
+from .hubcache import REVISION, install_repo, repo_dir
 from .lms import save_json, write_bloom, write_gpt2, write_qwen2
-
-REVISION = hashlib.sha1(b"promptrl stand-in hub").hexdigest()
-"""The commit every stand-in repository's `refs/main` points at."""
 
 BLOOM = "bigscience/bloom-560m"
 GPT2 = "gpt2"
@@ -53,6 +65,29 @@ SD_TURBO = "stabilityai/sd-turbo"
 OPENCLIP_VIT_L_14 = "timm/vit_large_patch14_clip_224.openai"
 AESTHETIC = ("camenduru/improved-aesthetic-predictor", "sac+logos+ava1-l14-linearMSE.pth")
 SIZES = ("small", "full")
+
+__all__ = [
+    "AESTHETIC",
+    "BLOOM",
+    "FAMILIES",
+    "FAMILY_REPOS",
+    "FLUX_1_SCHNELL",
+    "GPT2",
+    "OPENCLIP_VIT_L_14",
+    "PIXART_SIGMA",
+    "QWEN2_5_INSTRUCT",
+    "REVISION",
+    "SANA_600M_512",
+    "SD3_5_MEDIUM",
+    "SDXL_TURBO",
+    "SD_TURBO",
+    "TAESD_REPOS",
+    "build_family_hub",
+    "build_standin_hub",
+    "repo_dir",
+    "standin_env",
+    "vit_l_14_weights",
+]
 
 _SD_TURBO_INDEX = {
     "_class_name": "StableDiffusionPipeline",
@@ -87,21 +122,6 @@ _SD_TURBO_SCHEDULER = {
     "trained_betas": None,
     "use_karras_sigmas": False,
 }
-
-
-def repo_dir(hub_cache: Path, repo_id: str) -> Path:
-    """The snapshot folder of `repo_id` in a hub cache (`models--org--name/snapshots/<rev>`)."""
-    return Path(hub_cache) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / REVISION
-
-
-def _install(hub_cache: Path, repo_id: str, write: Callable[[Path], None]) -> None:
-    """Write one repository: files into its snapshot, and `refs/main` naming that snapshot."""
-    snapshot = repo_dir(hub_cache, repo_id)
-    snapshot.mkdir(parents=True, exist_ok=True)
-    write(snapshot)
-    refs = snapshot.parent.parent / "refs"
-    refs.mkdir(exist_ok=True)
-    (refs / "main").write_text(REVISION)
 
 
 def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
@@ -156,26 +176,7 @@ def _write_sd_turbo(root: Path, size: str, variants: tuple[str, ...]) -> None:
         for sub, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
             module.to(dtype).save_pretrained(root / sub, safe_serialization=True, variant=variant or None)
     # The slow-tokenizer files SD 2.x ships; its tokenizer pads with "!" (id 0), not <|endoftext|>.
-    (root / "tokenizer").mkdir()
-    write_clip_bpe_files(root / "tokenizer")
-    special = {
-        "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>",
-        "pad_token": "!",
-        "unk_token": "<|endoftext|>",
-    }
-    save_json(root / "tokenizer" / "special_tokens_map.json", special)
-    save_json(
-        root / "tokenizer" / "tokenizer_config.json",
-        {
-            "add_prefix_space": False,
-            "do_lower_case": True,
-            "errors": "replace",
-            "model_max_length": 77,
-            "tokenizer_class": "CLIPTokenizer",
-            **special,
-        },
-    )
+    write_clip_tokenizer(root / "tokenizer", pad_token="!")
     save_json(root / "scheduler" / "scheduler_config.json", _SD_TURBO_SCHEDULER)
     save_json(root / "model_index.json", _SD_TURBO_INDEX)
 
@@ -208,27 +209,42 @@ def build_standin_hub(
     size: str = "small",
     weights_cache: str | Path | None = None,
     sd_variants: tuple[str, ...] = ("", "fp16"),
+    families: tuple[str, ...] = (),
 ) -> Path:
     """Write the stand-in hub to `hf_home/hub` (once: a finished one is reused); returns `hf_home`.
 
     Point `HF_HOME` at the result, with `HF_HUB_OFFLINE=1`, before anything imports
     `huggingface_hub` (it reads both at import). `sd_variants` chooses sd-turbo's weight
     files: `""` the full-precision ones (CPU), `"fp16"` the half ones (what CUDA loads).
+    `families` adds image-model families (`families.FAMILIES`: "sdxl", "sd3", "flux",
+    "pixart", "sana"; "sd" adds only sd-turbo's TAESD), each with its TAESD decoder, at tiny
+    sizes whatever `size` says. A hub already built under `hf_home` is reused; one that lacks
+    a requested family is refused rather than silently served without it.
     """
     if size not in SIZES:
         raise UsageError(f"size must be one of {SIZES}, got {size!r}")
+    built = Path(hf_home) / "STANDIN"
+    if built.exists():
+        missing = sorted(set(families) - set(json.loads(built.read_text()).get("families", [])))
+        if missing:
+            raise UsageError(
+                f"the stand-in hub at {hf_home} was built without the families {missing}; "
+                "build one with them in a fresh directory (pass families= on the first build)"
+            )
     vit = vit_l_14_weights(Path(weights_cache) if weights_cache is not None else None)
 
     def build(tmp: Path) -> None:
         hub = tmp / "hub"
-        _install(hub, BLOOM, lambda root: write_bloom(root, size))
-        _install(hub, GPT2, lambda root: write_gpt2(root, size))
-        _install(hub, QWEN2_5_INSTRUCT, lambda root: write_qwen2(root, size))
-        _install(hub, SD_TURBO, lambda root: _write_sd_turbo(root, size, sd_variants))
-        _install(hub, AESTHETIC[0], _write_aesthetic)
+        install_repo(hub, BLOOM, lambda root: write_bloom(root, size))
+        install_repo(hub, GPT2, lambda root: write_gpt2(root, size))
+        install_repo(hub, QWEN2_5_INSTRUCT, lambda root: write_qwen2(root, size))
+        install_repo(hub, SD_TURBO, lambda root: _write_sd_turbo(root, size, sd_variants))
+        install_repo(hub, AESTHETIC[0], _write_aesthetic)
         # A link, like the hub cache's own snapshot -> blob links: the 0.9 GB file exists once.
-        _install(hub, OPENCLIP_VIT_L_14, lambda root: _link(vit, root / "open_clip_model.safetensors"))
-        (tmp / "STANDIN").write_text(json.dumps({"size": size, "sd_variants": list(sd_variants)}))
+        install_repo(hub, OPENCLIP_VIT_L_14, lambda root: _link(vit, root / "open_clip_model.safetensors"))
+        install_families(hub, families)
+        manifest = {"size": size, "sd_variants": list(sd_variants), "families": list(families)}
+        (tmp / "STANDIN").write_text(json.dumps(manifest))
 
     return build_atomically(hf_home, "STANDIN", build)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..paths import DATA_DIR
-from .builders import SEED
+from .builders import SEED, save_json
 
 # Architecture fields of the real configs; "small" replaces the sizes only.
 _BLOOM_CONFIG = {
@@ -111,11 +111,6 @@ QWEN2_CHAT_TEMPLATE = (
 """ChatML as Qwen2.5-Instruct's template writes it, without its tool-calling branches: each turn
 `<|im_start|>role\\ncontent<|im_end|>\\n`, Qwen's default system message when none is given, and
 `<|im_start|>assistant\\n` as the generation prompt."""
-
-
-def save_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _bpe(special_first: list[str], special_last: list[str], vocab_size: int, split_regex: str | None = None):
