@@ -91,7 +91,7 @@ def build_app(
         rating=Rating(models, limits, prefs_db, runs_dir),
     )
 
-    with gr.Blocks(title="promptrl", head=rate_tab.SHORTCUTS) as demo:
+    with gr.Blocks(title="promptrl") as demo:
         gr.Markdown(
             "# promptrl\nShort ideas in, Stable Diffusion prompts out: a prompt generator "
             "fine-tuned with PPO on image rewards."

@@ -21,6 +21,7 @@ from ..errors import PromptrlError, UsageError
 from ..presets import DEFAULT_PRESET, PRESETS, add_config_arguments
 from .build import build_app
 from .limits import Limits
+from .rate_tab import SHORTCUTS
 
 AUTH_ENV = "PROMPTRL_APP_AUTH"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -79,6 +80,7 @@ def serve(
     limits = getattr(demo, "limits", Limits())
     training = getattr(demo, "training", None)
     allowed = [str(training.download_dir)] if training is not None else []
+    launch_kwargs.setdefault("head", SHORTCUTS)  # the Rate tab's keys
     return demo.launch(
         server_name=host,
         server_port=port,
