@@ -27,6 +27,8 @@ CHOICES = ("a", "b", "tie", "both_bad")
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MAX_IMAGE_SIDE = 2048
 HASH_LEN = 64
+EXPORT_IMAGES = "images"
+"""The images folder beside an export's choices.jsonl (not a run's images)."""
 
 MIGRATIONS = {
     1: [
@@ -196,7 +198,7 @@ class PreferenceStore:
     def export_jsonl(self, out_dir: str | Path, rater: str | None = None) -> Path:
         """`out_dir/choices.jsonl` plus `out_dir/images/<hash>.png` for every row (of `rater`)."""
         out = Path(out_dir)
-        (out / "images").mkdir(parents=True, exist_ok=True)
+        (out / EXPORT_IMAGES).mkdir(parents=True, exist_ok=True)
         target = out / "choices.jsonl"
         with target.open("w", encoding="utf-8") as f:
             for c in self.choices(rater):
@@ -205,7 +207,7 @@ class PreferenceStore:
                 row["settings"] = json.dumps(row["settings"], sort_keys=True)
                 f.write(json.dumps(row, sort_keys=True) + "\n")
                 for digest in (c.image_a, c.image_b):
-                    dst = out / "images" / f"{digest}.png"
+                    dst = out / EXPORT_IMAGES / f"{digest}.png"
                     if not dst.exists():
                         dst.write_bytes(self.image_path(digest).read_bytes())
         return target
@@ -232,18 +234,18 @@ class PreferenceStore:
             except (json.JSONDecodeError, TypeError) as err:
                 raise UsageError(f"{where} is not a rating row: {err}") from err
             for digest in (c.image_a, c.image_b):
-                if not (src.parent / "images" / f"{digest}.png").is_file():
-                    raise UsageError(f"{where}: image {digest}.png is missing from {src.parent / 'images'}")
+                if not (src.parent / EXPORT_IMAGES / f"{digest}.png").is_file():
+                    raise UsageError(f"{where}: image {digest}.png is missing from {src.parent / EXPORT_IMAGES}")
             rows.append(c)
         for c in rows:
             for digest in (c.image_a, c.image_b):
-                data = (src.parent / "images" / f"{digest}.png").read_bytes()
+                data = (src.parent / EXPORT_IMAGES / f"{digest}.png").read_bytes()
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise UsageError(f"{src}: image {digest}.png does not match its name (its content hash)")
         for c in rows:
             for digest in (c.image_a, c.image_b):
                 if not self.image_path(digest).exists():
-                    self.image_path(digest).write_bytes((src.parent / "images" / f"{digest}.png").read_bytes())
+                    self.image_path(digest).write_bytes((src.parent / EXPORT_IMAGES / f"{digest}.png").read_bytes())
         with self.conn:
             for c in rows:
                 row = asdict(c)
