@@ -123,7 +123,9 @@ def test_the_fitted_reward_agrees_and_training_on_it_raises_the_hidden_taste(ser
         progress=False,
     )
     stats = result.rewards[next(iter(result.rewards))]
-    print(f"hidden taste on held-out ideas: base {stats['base']:.4f} tuned {stats['tuned']:.4f} diff {stats['diff_ci']}")
+    print(
+        f"hidden taste on held-out ideas: base {stats['base']:.4f} tuned {stats['tuned']:.4f} diff {stats['diff_ci']}"
+    )
     assert stats["diff_ci"][0] > 0, stats
 
 
