@@ -53,8 +53,8 @@ class Rating:
     """The store, the pair maker with its one-pair-ahead prefetch, and the per-rater bounds."""
 
     def __init__(self, models: ModelCache, limits: Limits, prefs_db: str | Path | None, runs_dir: str | Path):
-        db, images = preference_paths(prefs_db, runs_dir)
-        self.store = PreferenceStore(db, images, max_bytes=limits.prefs_mb * 1024 * 1024)
+        self.db, self.images_dir = preference_paths(prefs_db, runs_dir)
+        self._store: PreferenceStore | None = None
         self.models, self.limits = models, limits
         self.pending: OrderedDict[str, Pair] = OrderedDict()
         self.ahead: dict[tuple, Future] = {}
@@ -63,6 +63,14 @@ class Rating:
         self._ideas: list[str] | None = None
         self._next_idea = itertools.count()
         self._rng = random.Random(0)
+
+    @property
+    def store(self) -> PreferenceStore:
+        """Opened on first use: an app nobody rates in writes nothing."""
+        with self.lock:
+            if self._store is None:
+                self._store = PreferenceStore(self.db, self.images_dir, max_bytes=self.limits.prefs_mb * 1024 * 1024)
+            return self._store
 
     # ideas
     def ideas(self) -> list[str]:
@@ -152,8 +160,9 @@ class Rating:
         return self.store.add(row)
 
     def reward_dir(self, rater: str) -> Path:
-        return preference_reward_dir(self.store.db, rater)
+        return preference_reward_dir(self.db, rater)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
