@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_args(p)
     p.set_defaults(func=cmd_eval)
 
+    from .prefs.commands import add_prefs_parser
+
+    add_prefs_parser(sub)
+
     sub.add_parser("app", help="serve the Gradio app (see `promptrl app --help`)", add_help=False)
     return parser
 

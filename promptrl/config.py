@@ -89,7 +89,7 @@ class SFTConfig:
         checks.at_least("sft", "max_length", self.max_length, 2)
 
 
-JUDGE_TYPES = ("aesthetic", "similarity", "pickscore", "hps", "penalty")
+JUDGE_TYPES = ("aesthetic", "similarity", "pickscore", "hps", "penalty", "preference")
 ALGORITHMS = ("ppo", "grpo", "rloo")
 
 

@@ -62,6 +62,12 @@ STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "trainer_state.safetensors"
 LEGACY_STATE_FILE = "trainer_state.pt"
 HF_TOKENIZER_CONFIG = "tokenizer_config.json"
+PREFS_DB_FILE = "preferences.db"
+"""The rating store, in the runs dir (not in a run): one person's choices span runs."""
+PREFS_IMAGES_DIR = "preference-images"
+"""Beside the store: the rated images, as PNG files named by their content hash."""
+PREFS_REWARD_DIR = "my-reward"
+"""Beside the store: the reward the app fits from a rater's choices."""
 """Written by `save_pretrained` of a tokenizer: a model directory that has it loads its own."""
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 RUN_PREFIX = "run:"
@@ -91,6 +97,17 @@ __all__ = ["CheckpointError", "Run", "RunPaths", "load_checkpoint", "load_genera
 
 
 # --------------------------------------------------------------------------- recorded paths
+
+
+def preference_paths(db: str | Path | None, runs_dir: str | Path = ".") -> tuple[Path, Path]:
+    """The rating store (`db`, else `<runs_dir>/preferences.db`) and its images folder beside it."""
+    store = Path(db) if db else Path(runs_dir) / PREFS_DB_FILE
+    return store, store.parent / PREFS_IMAGES_DIR
+
+
+def preference_reward_dir(db: str | Path, rater: str) -> Path:
+    """Where the app keeps the reward it fits for `rater` (a name the app already vetted)."""
+    return Path(db).parent / PREFS_REWARD_DIR / rater
 
 
 def portable(path: str, run_dir: str | Path) -> str:

@@ -30,6 +30,14 @@ ENDPOINTS = {
     "/download",
     "/model_info",
     "/evaluate",
+    "/rate_next",
+    "/rate_a",
+    "/rate_b",
+    "/rate_tie",
+    "/rate_both_bad",
+    "/rate_skip",
+    "/rate_fit",
+    "/rate_train",
 }
 WEIGHTS = (1.0, 1.0, 0.5)  # aesthetic, similarity, penalty
 

@@ -15,13 +15,14 @@ import gradio as gr
 from ..config import load_config
 from ..rundir import Run
 from ..standins.tiny import resolve_tiny
-from . import evaluate_tab, generate_tab, model_tab, render_tab, train_tab
+from . import evaluate_tab, generate_tab, model_tab, rate_tab, render_tab, train_tab
 from .context import AppContext
 from .limits import Limits
 from .model_cache import ModelCache
+from .rating import Rating
 from .training import TrainingRun
 
-TABS = (generate_tab, render_tab, train_tab, evaluate_tab, model_tab)
+TABS = (generate_tab, render_tab, rate_tab, train_tab, evaluate_tab, model_tab)
 """The tabs, in the order they appear."""
 
 
@@ -37,6 +38,7 @@ def build_app(
     concurrency: int = 4,
     preload: bool = True,
     limits: Limits | None = None,
+    prefs_db: str | Path | None = None,
 ) -> gr.Blocks:
     """The promptrl app as a queued `gr.Blocks`; serve it with `serving.serve` (which enforces
     credentials beyond loopback), not `launch` directly.
@@ -59,6 +61,7 @@ def build_app(
         concurrency: requests served at once per event (`queue(default_concurrency_limit=)`).
         preload: load the models now rather than on the first request.
         limits: server-side bounds on every request (default: `Limits()`).
+        prefs_db: the Rate tab's store (default: `preferences.db` in `runs_dir`).
     """
     limits = limits or Limits()
     run = Run.locate(model_dir) if model_dir is not None else None
@@ -85,6 +88,7 @@ def build_app(
         run=TrainingRun(runs_dir, extra_rewards),
         limits=limits,
         defaults=models.default_weights(),
+        rating=Rating(models, limits, prefs_db, runs_dir),
     )
 
     with gr.Blocks(title="promptrl") as demo:
@@ -103,9 +107,10 @@ def build_app(
         for tab in TABS:
             tab.events(ctx)
 
-    demo.models, demo.training, demo.limits = (
+    demo.models, demo.training, demo.limits, demo.rating = (
         models,
         ctx.run,
         limits,
+        ctx.rating,
     )  # for tests, notebooks, `serve`
     return demo.queue(default_concurrency_limit=concurrency, max_size=limits.queue_size)

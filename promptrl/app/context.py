@@ -10,6 +10,7 @@ import gradio as gr
 from ..config import TrainConfig
 from .limits import Limits
 from .model_cache import ModelCache
+from .rating import Rating
 from .training import TrainingRun
 
 
@@ -22,5 +23,7 @@ class AppContext:
     limits: Limits
     defaults: dict[str, float]
     """Each built-in reward type's weight in the config (the sliders' starting values)."""
+    rating: Rating
+    """The Rate tab's store and pair maker."""
     shared: dict[str, gr.components.Component] = field(default_factory=dict)
     """Components by name, for events that cross tabs (Generate fills Render's table)."""

@@ -49,6 +49,10 @@ class Limits:
     """Size of one uploaded file (ideas or config YAML)."""
     queue_size: int = 64
     """Requests waiting in the queue; more are turned away by gradio."""
+    ratings_per_minute: int = 60
+    """Choices one rater may record a minute in the Rate tab."""
+    prefs_mb: int = 1024
+    """Size of the rating store (database and its journal) past which no choice is recorded."""
 
     @classmethod
     def from_pairs(cls, pairs: list[str]) -> Limits:

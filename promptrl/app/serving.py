@@ -21,6 +21,7 @@ from ..errors import PromptrlError, UsageError
 from ..presets import DEFAULT_PRESET, PRESETS, add_config_arguments
 from .build import build_app
 from .limits import Limits
+from .rate_tab import SHORTCUTS
 
 AUTH_ENV = "PROMPTRL_APP_AUTH"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -79,6 +80,7 @@ def serve(
     limits = getattr(demo, "limits", Limits())
     training = getattr(demo, "training", None)
     allowed = [str(training.download_dir)] if training is not None else []
+    launch_kwargs.setdefault("head", SHORTCUTS)  # the Rate tab's keys
     return demo.launch(
         server_name=host,
         server_port=port,
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", default=None, help="starting model to compare with (default: found from the run)")
     p.add_argument("--device", default=None, help="device of the app's models (default: cuda if available)")
     p.add_argument("--runs-dir", default="runs/app", help="where training runs started in the app write")
+    p.add_argument(
+        "--prefs-db", default=None, help="the Rate tab's rating store (default: preferences.db in --runs-dir)"
+    )
     p.add_argument("--concurrency", type=int, default=4, help="requests served at once per event")
     p.add_argument(
         "--limit",
@@ -147,6 +152,7 @@ def _serve_from_args(args: argparse.Namespace) -> None:
             args.runs_dir,
             concurrency=args.concurrency,
             limits=limits,
+            prefs_db=args.prefs_db,
         )
     except PromptrlError as err:  # the operator's flags or files; anything else is a bug: its traceback
         print(f"app.py: error: {err}", file=sys.stderr)
@@ -155,3 +161,4 @@ def _serve_from_args(args: argparse.Namespace) -> None:
         serve(demo, args.host, args.port, args.share, auth)
     finally:
         demo.training.close()
+        demo.rating.close()

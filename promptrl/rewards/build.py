@@ -18,6 +18,7 @@ import torch
 from ..errors import UsageError
 from .clip import AESTHETIC_CLIP, AestheticReward, ClipSimilarityReward
 from .embedders import ClipModel, TransformersClip
+from .learned import LearnedPreferenceReward
 from .penalty import PromptPenalty
 from .preference import (
     HPS_MODEL,
@@ -99,6 +100,12 @@ BUILDERS: dict[str, Builder] = {
     ),
     "pickscore": Builder(frozenset({"model", "processor", "against"}), _pickscore),
     "hps": Builder(frozenset({"model", "weights", "against"}), _hps),
+    "preference": Builder(
+        frozenset({"path"}),
+        lambda spec, d: LearnedPreferenceReward(spec["path"], d.device, d.dtype),
+        frozenset({"path"}),
+        "'path': 'a folder `promptrl prefs fit` wrote'",
+    ),
     "callable": Builder(
         frozenset({"target"}),
         lambda spec, d: import_target(spec["target"]),
