@@ -14,6 +14,9 @@ override any field.
 - `qwen2.5-0.5b`: an instruct model, Qwen/Qwen2.5-0.5B-Instruct (Apache-2.0), with LoRA, asked
   for a prompt through its chat template (`generation.chat`), trained with GRPO on four
   samples per idea; images and rewards as `bloom-560m`.
+- `sdxl-turbo`, `sd3.5-medium`, `flux-schnell`, `pixart-sigma`, `sana-600m`: bloom-560m
+  writing prompts for that image model, with the family's recommended steps, guidance and
+  size, and prompts as long as its text encoder reads (docs/families.md has the table).
 """
 
 from __future__ import annotations
@@ -156,10 +159,62 @@ def _instruct(name: str, model: str) -> dict:
     return preset
 
 
+FAMILY_RENDER = {
+    "sdxl-turbo": {"pipeline": "stabilityai/sdxl-turbo", "num_inference_steps": 1, "guidance_scale": 0.0},
+    "sd3.5-medium": {
+        "pipeline": "stabilityai/stable-diffusion-3.5-medium",
+        "num_inference_steps": 40,
+        "guidance_scale": 4.5,
+        "height": 1024,
+        "width": 1024,
+        "max_sequence_length": 256,
+        "chunk_size": 4,
+    },
+    "flux-schnell": {
+        "pipeline": "black-forest-labs/FLUX.1-schnell",
+        "num_inference_steps": 4,
+        "guidance_scale": 0.0,
+        "max_sequence_length": 256,
+        "chunk_size": 4,
+    },
+    "pixart-sigma": {
+        "pipeline": "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+        "num_inference_steps": 20,
+        "guidance_scale": 4.5,
+        "height": 1024,
+        "width": 1024,
+        "max_sequence_length": 300,
+        "chunk_size": 4,
+    },
+    "sana-600m": {
+        "pipeline": "Efficient-Large-Model/Sana_600M_512px_diffusers",
+        "num_inference_steps": 20,
+        "guidance_scale": 4.5,
+        "max_sequence_length": 300,
+    },
+}
+"""Preset name -> its image model's recommended settings (over `_real`'s 512x512, chunks of 8):
+the Turbo models and FLUX.1-schnell distilled to 1-4 steps without guidance, the others with
+guidance. T5 and Gemma read long prompts; CLIP 77 tokens."""
+
+PROMPT_TOKENS = {"sd3.5-medium": 160, "flux-schnell": 160, "pixart-sigma": 200, "sana-600m": 200}
+"""The policy's `generation.max_new_tokens` under a T5 or Gemma encoder's 256 or 300 tokens (a
+policy token is about one encoder token in English prompts; what is longer is cut, flagged)."""
+
+
+def _family(name: str) -> dict:
+    """bloom-560m writing prompts for another image model."""
+    preset = _real(name, "bigscience/bloom-560m", lora=True)
+    preset["render"].update(FAMILY_RENDER[name])
+    preset["generation"]["max_new_tokens"] = PROMPT_TOKENS.get(name, preset["generation"]["max_new_tokens"])
+    return preset
+
+
 PRESETS: dict[str, Callable[[], dict]] = {
     "tiny": _tiny,
     "bloom-560m": lambda: _real("bloom-560m", "bigscience/bloom-560m", lora=True),
     "gpt2": lambda: _real("gpt2", "gpt2", lora=False),
     "qwen2.5-0.5b": lambda: _instruct("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
+    **{name: (lambda name=name: _family(name)) for name in FAMILY_RENDER},
 }
 """Preset name -> a function returning its values (fresh dicts every call)."""

@@ -78,7 +78,8 @@ class ModelCache:
     def renderer(self) -> Renderer:
         with self.lock:
             if self._renderer is None:
-                self._renderer = Renderer(dataclasses.replace(self.config.render, device=str(self.device)))
+                # visitors see full decodes: a training-time preview decoder is not loaded here
+                self._renderer = Renderer(dataclasses.replace(self.config.render, device=str(self.device), vae="full"))
             return self._renderer
 
     def rewards(self) -> dict[str, tuple[str, float, Callable]]:

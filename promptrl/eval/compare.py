@@ -143,7 +143,8 @@ def sample_and_score(
             torch.manual_seed(sampling_seed(seed, k))
             rollout = generator(ideas)
         seeds = [image_seed(seed, k, i) for i in ideas]
-        out = renderer(rollout.prompts, ideas=ideas, seeds=seeds, return_pil=k == 0)
+        # Evaluation decodes with the full VAE, also in a run whose training renders preview.
+        out = renderer(rollout.prompts, ideas=ideas, seeds=seeds, return_pil=k == 0, preview=False)
         for name, values in score_columns(reward, judges, out.images, out.prompts, ideas).items():
             columns[name].append(values.numpy())
         prompts.append(rollout.prompts)

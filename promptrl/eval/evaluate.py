@@ -71,7 +71,7 @@ def evaluate_model(
     specs = [{"type": t} for t in rewards] if rewards else None  # None: the run's reward
     judge_specs = resolve_judges(e.judges, config.rewards) + [{"type": t} for t in judges or []]
     judge_specs = list({j.get("name", j["type"]): j for j in judge_specs}.values())
-    renderer = Renderer(config.render)
+    renderer = Renderer(dataclasses.replace(config.render, vae="full"))  # no preview decoder: eval decodes in full
     reward = reward_from_config(config.rewards, renderer.device, specs)
     judge = reward_from_config(config.rewards, renderer.device, judge_specs) if judge_specs else None
 
