@@ -7,7 +7,8 @@ the `tiny` preset and the benchmarks take the real code paths without a model hu
 - `builders`: one builder per tiny model (policy, pipeline, CLIP, PickScore, HPS);
 - `hub`: a stand-in Hugging Face Hub holding the real presets' repositories;
 - `families`: the image-model families (SDXL, SD3.5, FLUX.1, PixArt-Sigma, Sana, TAESD) it
-  can add under their real repository ids; `hubcache`: where a repository lies in the cache;
+  can add under their real repository ids, each written by `family_writers` from the tiny
+  parts in `family_parts`; `hubcache`: where a repository lies in the cache;
 - `lms`: its language models; `sentiment`: trl 0.1's example task's models.
 """
 
