@@ -338,6 +338,12 @@ class Run:
         info = self.model / RUN_INFO_FILE if self.model is not None else None
         return json.loads(info.read_text()) if info is not None and info.exists() else {}
 
+    @property
+    def step(self) -> int:
+        """The training step the model was saved at (its `promptrl.json`); 0 when nothing records
+        one (a warm start, a model of no run)."""
+        return int(self.model_info().get("step", 0))
+
     def load_config(self, overrides: list[str] | None = None) -> TrainConfig:
         """The settings the model was trained with (`tiny:` names as recorded): the run's
         config.yaml, else the preset its `promptrl.json` names, else the default preset; then

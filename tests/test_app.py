@@ -33,6 +33,8 @@ ENDPOINTS = {
     "/rate_next",
     "/rate_a",
     "/rate_b",
+    "/rate_c",
+    "/rate_d",
     "/rate_tie",
     "/rate_both_bad",
     "/rate_skip",

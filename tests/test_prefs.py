@@ -65,7 +65,7 @@ def test_a_choice_round_trips_and_images_are_named_by_content(store):
 
 
 def test_schema_version_and_a_newer_store_is_refused(store, tmp_path):
-    assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     store.conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(UsageError, match="schema 99, newer than"):
@@ -73,6 +73,41 @@ def test_schema_version_and_a_newer_store_is_refused(store, tmp_path):
     (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
     with pytest.raises(UsageError, match="junk.db.*is not a promptrl preference database"):
         PreferenceStore(tmp_path / "junk.db", tmp_path / "img")
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_rows(tmp_path):
+    from promptrl.prefs.store import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute(
+        "INSERT INTO choices (rater, idea, prompt_a, prompt_b, seed_a, seed_b, settings, image_a, image_b, choice, "
+        "created, model, step) VALUES ('ann', 'i', 'p', 'q', 3, 3, '{}', ?, ?, 'a', 1.0, 'm', 5)",
+        ("0" * 64, "1" * 64),
+    )
+    conn.commit()
+    conn.close()
+    store = PreferenceStore(db, tmp_path / "img")
+    assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    (row,) = store.choices()
+    assert (row.rater, row.step, row.round_id) == ("ann", 5, "")
+    store.close()
+
+
+def test_folds_keep_a_best_of_four_together():
+    from promptrl.prefs.fit import folds
+
+    groups = torch.tensor([0, 0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6, 6])
+    fold_of = folds(groups, 3)
+    for g in groups.unique():
+        assert len(fold_of[groups == g].unique()) == 1
+    assert set(fold_of.tolist()) == {0, 1, 2}
+    # one pair per group: pair order[j] of a seeded shuffle lands in fold j % k
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    assert folds(torch.arange(10), 5).tolist() == [int((order == i).nonzero()) % 5 for i in range(10)]
 
 
 def test_a_corrupt_row_is_named_and_the_others_stay(store):

@@ -58,11 +58,11 @@ def client(served):
 @pytest.fixture(scope="module")
 def rated(client):
     """The simulated rater's 200 choices, made through the API; returns the last status line."""
-    token, a, b, status = client.predict("", False, api_name="/rate_next")
+    token, a, b, _, _, status = client.predict("", False, False, api_name="/rate_next")
     for _ in range(PAIRS):
         gap = redness_of_file(a) - redness_of_file(b)
         answer = "/rate_tie" if abs(gap) < 0.5 else ("/rate_a" if gap > 0 else "/rate_b")
-        token, a, b, status = client.predict(token, "", False, api_name=answer)
+        token, a, b, _, _, status = client.predict(token, "", False, False, api_name=answer)
     return status
 
 
@@ -77,10 +77,10 @@ def test_ratings_land_in_the_store_by_rater(served, rated):
 
 
 def test_a_pair_is_rated_once_and_bad_choices_are_refused(client):
-    token, *_ = client.predict("a red barn", False, api_name="/rate_next")
-    assert "Idea: a red barn" in client.predict(token, "a red barn", False, api_name="/rate_skip")[-1]
-    assert "not waiting for a choice" in client.predict(token, "", False, api_name="/rate_a")[-1]
-    assert "not waiting for a choice" in client.predict("../../etc/passwd", "", False, api_name="/rate_b")[-1]
+    token, *_ = client.predict("a red barn", False, False, api_name="/rate_next")
+    assert "Idea: a red barn" in client.predict(token, "a red barn", False, False, api_name="/rate_skip")[-1]
+    assert "not waiting for a choice" in client.predict(token, "", False, False, api_name="/rate_a")[-1]
+    assert "not waiting for a choice" in client.predict("../../etc/passwd", "", False, False, api_name="/rate_b")[-1]
 
 
 @pytest.fixture(scope="module")

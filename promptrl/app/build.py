@@ -39,6 +39,7 @@ def build_app(
     preload: bool = True,
     limits: Limits | None = None,
     prefs_db: str | Path | None = None,
+    shared_ratings: bool = False,
 ) -> gr.Blocks:
     """The promptrl app as a queued `gr.Blocks`; serve it with `serving.serve` (which enforces
     credentials beyond loopback), not `launch` directly.
@@ -62,6 +63,8 @@ def build_app(
         preload: load the models now rather than on the first request.
         limits: server-side bounds on every request (default: `Limits()`).
         prefs_db: the Rate tab's store (default: `preferences.db` in `runs_dir`).
+        shared_ratings: let every visitor see everyone's count of choices and fit a reward on
+            everyone's choices (default: each visitor only their own).
     """
     limits = limits or Limits()
     run = Run.locate(model_dir) if model_dir is not None else None
@@ -79,7 +82,8 @@ def build_app(
         start, start_note = run.start_model, run.start_source
     else:
         start, start_note = policy, "no promptrl run records a start model: the served model is its own reference"
-    models = ModelCache(config, policy, start, start_note, device, extra_rewards, limits)
+    step = run.step if run is not None else 0
+    models = ModelCache(config, policy, start, start_note, device, extra_rewards, limits, step)
     if preload:
         models.load()
     ctx = AppContext(
@@ -88,7 +92,7 @@ def build_app(
         run=TrainingRun(runs_dir, extra_rewards),
         limits=limits,
         defaults=models.default_weights(),
-        rating=Rating(models, limits, prefs_db, runs_dir),
+        rating=Rating(models, limits, prefs_db, runs_dir, shared_ratings),
     )
 
     with gr.Blocks(title="promptrl") as demo:

@@ -43,8 +43,11 @@ class ModelCache:
         device: str | None = None,
         extra_rewards: dict | None = None,
         limits: Limits | None = None,
+        policy_step: int = 0,
     ):
         self.limits = limits or Limits()
+        self.policy_step = policy_step
+        """The served model's training step, as its run records it (the Rate tab stores it)."""
         self.config = resolve_tiny(config)
         self.policy_dir, self.start_dir, self.start_note = (
             str(policy_dir),

@@ -3,7 +3,8 @@
 On loopback (127.0.0.1, localhost, ::1) without `share`, only this machine can connect and no
 password is needed. Anything else (`--host 0.0.0.0`, a public `--share` link) serves strangers,
 so it needs credentials: `--auth user:password`, the `PROMPTRL_APP_AUTH` environment variable
-(same form), or `--auth-file` (a file whose first line is `user:password`).
+(same form), or `--auth-file` (a file of `user:password` lines, one per visitor: the Rate tab
+keeps each user's choices apart).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from .rate_tab import SHORTCUTS
 
 AUTH_ENV = "PROMPTRL_APP_AUTH"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-HOW_TO_AUTH = f"pass --auth user:password, set {AUTH_ENV}=user:password, or --auth-file FILE (first line user:password)"
+HOW_TO_AUTH = f"pass --auth user:password, set {AUTH_ENV}=user:password, or --auth-file FILE (user:password lines)"
+
+Credentials = tuple[str, str] | list[tuple[str, str]]
+"""`(user, password)`, or a list of them (one per visitor: the Rate tab keeps each one's choices apart)."""
 
 
 def parse_auth(text: str, where: str) -> tuple[str, str]:
@@ -37,26 +41,29 @@ def parse_auth(text: str, where: str) -> tuple[str, str]:
     return user, password
 
 
-def resolve_auth(auth: str | None = None, auth_file: str | None = None) -> tuple[str, str] | None:
-    """Credentials from the flag, else the file, else the environment; None when none is given."""
+def resolve_auth(auth: str | None = None, auth_file: str | None = None) -> Credentials | None:
+    """Credentials from the flag, else the file (one pair per non-blank line: a list when there
+    are several), else the environment; None when none is given."""
     if auth:
         return parse_auth(auth, "--auth")
     if auth_file:
         path = Path(auth_file)
         if not path.is_file():
             raise UsageError(f"--auth-file {auth_file} does not exist.")
-        return parse_auth(
-            path.read_text().splitlines()[0] if path.read_text().strip() else "",
-            f"--auth-file {auth_file}",
-        )
+        lines = [line for line in path.read_text().splitlines() if line.strip()] or [""]
+        found = [parse_auth(line, f"--auth-file {auth_file} line {n}") for n, line in enumerate(lines, 1)]
+        users = [user for user, _ in found]
+        if len(set(users)) < len(users):
+            raise UsageError(f"--auth-file {auth_file} names a user twice: one line per user.")
+        return found[0] if len(found) == 1 else found
     if os.environ.get(AUTH_ENV):
         return parse_auth(os.environ[AUTH_ENV], AUTH_ENV)
     return None
 
 
-def check_exposure(host: str, share: bool, auth: tuple[str, str] | None) -> None:
+def check_exposure(host: str, share: bool, auth: Credentials | None) -> None:
     """Refuse to serve beyond this machine without credentials."""
-    if auth is None and (share or host not in LOOPBACK):
+    if not auth and (share or host not in LOOPBACK):
         where = "a public share link" if share else f"{host} (reachable from other machines)"
         raise UsageError(f"Refusing to serve on {where} without a password: {HOW_TO_AUTH}.")
 
@@ -71,7 +78,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int | None = None,
     share: bool = False,
-    auth: tuple[str, str] | None = None,
+    auth: Credentials | None = None,
     **launch_kwargs,
 ):
     """`demo.launch` with the app's rules: credentials beyond loopback, the upload size limit, and
@@ -113,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--prefs-db", default=None, help="the Rate tab's rating store (default: preferences.db in --runs-dir)"
     )
+    p.add_argument(
+        "--shared-ratings",
+        action="store_true",
+        help="the Rate tab shows every visitor everyone's count of choices and fits on everyone's choices "
+        "(default: each visitor sees and fits only their own)",
+    )
     p.add_argument("--concurrency", type=int, default=4, help="requests served at once per event")
     p.add_argument(
         "--limit",
@@ -131,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=7860, help="port to serve on")
     p.add_argument("--share", action="store_true", help="public gradio.live link (needs --auth)")
     p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help=f"credentials (or set {AUTH_ENV})")
-    p.add_argument("--auth-file", default=None, help="file whose first line is user:password")
+    p.add_argument("--auth-file", default=None, help="file of user:password lines, one per visitor")
     args = p.parse_args(argv)
     with logs.configure():  # promptrl's messages and the libraries' warnings; no INFO chatter
         _serve_from_args(args)
@@ -153,6 +166,7 @@ def _serve_from_args(args: argparse.Namespace) -> None:
             concurrency=args.concurrency,
             limits=limits,
             prefs_db=args.prefs_db,
+            shared_ratings=args.shared_ratings,
         )
     except PromptrlError as err:  # the operator's flags or files; anything else is a bug: its traceback
         print(f"app.py: error: {err}", file=sys.stderr)

@@ -4,7 +4,9 @@ Each pair gives the image embeddings `xa`, `xb` and the idea's text embedding `t
 open_clip model, frozen). The head (rewards/learned.py) scores `s(x, t)`; the model says
 P(A chosen) = sigmoid(s(xa, t) - s(xb, t)). A tie is the target 0.5 (it counts half); "both
 bad" and skipped pairs carry no preference between the two and are left out. Weight decay
-(AdamW, full batch) keeps a few hundred pairs from being memorised.
+(AdamW, full batch) keeps a few hundred pairs from being memorised. The pairs of one
+best-of-four choice share its best image, so they fall in one fold together: held out, they
+are held out whole.
 """
 
 from __future__ import annotations
@@ -28,18 +30,20 @@ MIN_PAIRS = 10
 
 @dataclass
 class Pairs:
-    """Embedded pairs: `xa`, `xb`, `t` are `[n, D]`, `y` the target P(A chosen)."""
+    """Embedded pairs: `xa`, `xb`, `t` are `[n, D]`, `y` the target P(A chosen), `groups` `[n]`
+    the choice each pair came from (equal for the pairs of one best-of-four)."""
 
     xa: torch.Tensor
     xb: torch.Tensor
     t: torch.Tensor
     y: torch.Tensor
+    groups: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, idx) -> Pairs:
-        return Pairs(self.xa[idx], self.xb[idx], self.t[idx], self.y[idx])
+        return Pairs(self.xa[idx], self.xb[idx], self.t[idx], self.y[idx], self.groups[idx])
 
 
 def embed_pairs(store: PreferenceStore, choices: list[Choice], clip: ClipModel, batch: int = 32) -> Pairs:
@@ -63,7 +67,9 @@ def embed_pairs(store: PreferenceStore, choices: list[Choice], clip: ClipModel, 
     xb = images([c.image_b for c in usable])
     t = clip.text_embeddings([c.idea for c in usable]).cpu()
     y = torch.tensor([TARGETS[c.choice] for c in usable])
-    return Pairs(xa, xb, t, y)
+    keys = [c.round_id or f"row {i}" for i, c in enumerate(usable)]
+    index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+    return Pairs(xa, xb, t, y, torch.tensor([index[key] for key in keys]))
 
 
 def train_head(
@@ -98,18 +104,27 @@ def wilson(correct: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def folds(groups: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """Each pair's fold (`[n]`, in 0..k-1): groups shuffled with `seed`, dealt out in turn, every
+    pair of a group in its group's fold. With as many groups as pairs, a shuffle of the pairs."""
+    _, group = torch.unique(groups, return_inverse=True)
+    n_groups = int(group.max()) + 1
+    k = max(2, min(k, n_groups))
+    order = torch.randperm(n_groups, generator=torch.Generator().manual_seed(seed))
+    fold_of = torch.empty(n_groups, dtype=torch.long)
+    fold_of[order] = torch.arange(n_groups) % k
+    return fold_of[group]
+
+
 def kfold(pairs: Pairs, k: int = 5, seed: int = 0, **train) -> dict:
     """Held-out accuracy (ties left out of it), its 95% interval, log-loss (ties included) and
-    the held-out predictions, over `k` folds."""
+    the held-out predictions, over `k` folds of whole groups (`Pairs.groups`)."""
     n = len(pairs)
-    k = max(2, min(k, n))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    fold_of = folds(pairs.groups, k, seed)
     probs = torch.empty(n)
-    for fold in range(k):
-        test = order[fold::k]
-        mask = torch.ones(n, dtype=torch.bool)
-        mask[test] = False
-        head = train_head(pairs.take(mask.nonzero().squeeze(1)), **train)
+    for fold in range(int(fold_of.max()) + 1):
+        test = (fold_of == fold).nonzero().squeeze(1)
+        head = train_head(pairs.take((fold_of != fold).nonzero().squeeze(1)), **train)
         probs[test] = predict(head, pairs.take(test))
     decided = pairs.y != 0.5
     correct = ((probs > 0.5).float() == pairs.y)[decided].float().sum().item()

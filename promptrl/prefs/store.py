@@ -2,7 +2,9 @@
 
 A row is one choice between two images rendered for one idea from the same seed: who rated
 (`rater`), the idea, both prompts and seeds, the render settings (JSON), both images, the
-choice (`a`, `b`, `tie`, `both_bad`), when, and the model and step that sampled the pair.
+choice (`a`, `b`, `tie`, `both_bad`), when, and the model and step that sampled the pair. A
+best-of-four choice is stored as the pairs it decides (the best against each other image), rows
+that share a `round_id` and are committed together.
 `export_jsonl` / `import_jsonl` move rows as JSONL plus an images folder
 (`datasets.load_dataset("json", data_files=...)` reads the JSONL).
 """
@@ -22,7 +24,7 @@ from PIL import Image
 
 from ..errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHOICES = ("a", "b", "tie", "both_bad")
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MAX_IMAGE_SIDE = 2048
@@ -42,8 +44,11 @@ MIGRATIONS = {
             choice TEXT NOT NULL, created REAL NOT NULL, model TEXT NOT NULL, step INTEGER NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS choices_rater ON choices (rater, created)",
     ],
+    2: ["ALTER TABLE choices ADD COLUMN round_id TEXT NOT NULL DEFAULT ''"],
 }
 """Schema version -> the statements that bring the previous version to it."""
+COUNT_CHOICES = "COUNT(DISTINCT CASE round_id WHEN '' THEN 'row ' || id ELSE round_id END)"
+"""Counts choices, not rows: the rows of one best-of-four share its `round_id`."""
 
 
 @dataclass
@@ -62,6 +67,8 @@ class Choice:
     settings: dict = field(default_factory=dict)
     model: str = ""
     step: int = 0
+    round_id: str = ""
+    """Shared by the rows of one best-of-four choice (the fit keeps them in one fold); '' for a pair."""
     created: float = 0.0
     id: int | None = None
 
@@ -72,7 +79,7 @@ class Choice:
             value = getattr(self, name)
             if not (isinstance(value, str) and len(value) == HASH_LEN and all(c in "0123456789abcdef" for c in value)):
                 raise UsageError(f"{where}: {name} {value!r} is not an image content hash")
-        for name in ("rater", "idea", "prompt_a", "prompt_b", "model"):
+        for name in ("rater", "idea", "prompt_a", "prompt_b", "model", "round_id"):
             if not isinstance(getattr(self, name), str):
                 raise UsageError(f"{where}: {name} must be text")
         if not isinstance(self.settings, dict):
@@ -148,31 +155,40 @@ class PreferenceStore:
     # rows
     def add(self, choice: Choice) -> int:
         """Commit one choice in its own transaction; returns its row id."""
-        choice.check()
+        return self.add_all([choice])[0]
+
+    def add_all(self, choices: list[Choice]) -> list[int]:
+        """Commit the rows of one choice (a best-of-four's pairs) in one transaction: all or none."""
+        for c in choices:
+            c.check()
         if self.max_bytes is not None and self.size_bytes() > self.max_bytes:
-            raise UsageError(f"the rating store is over its {self.max_bytes}-byte limit (--prefs-max-mb)")
-        row = asdict(choice)
-        row.pop("id")
-        row["created"] = row["created"] or time.time()
-        row["settings"] = json.dumps(row["settings"], sort_keys=True)
-        cols = ", ".join(row)
+            raise UsageError(f"the rating store is over its {self.max_bytes}-byte limit (--limit prefs_mb)")
+        ids = []
         with self.conn:
-            cur = self.conn.execute(
-                f"INSERT INTO choices ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
-            )
-        return int(cur.lastrowid)
+            for c in choices:
+                row = asdict(c)
+                row.pop("id")
+                row["created"] = row["created"] or time.time()
+                row["settings"] = json.dumps(row["settings"], sort_keys=True)
+                cur = self.conn.execute(
+                    f"INSERT INTO choices ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.db.parent.glob(self.db.name + "*") if p.is_file())
 
     def count(self, rater: str | None = None) -> int:
+        """How many choices `rater` (everyone, when None) made; a best-of-four's rows count once."""
         if rater is None:
-            return self.conn.execute("SELECT COUNT(*) FROM choices").fetchone()[0]
-        return self.conn.execute("SELECT COUNT(*) FROM choices WHERE rater = ?", (rater,)).fetchone()[0]
+            return self.conn.execute(f"SELECT {COUNT_CHOICES} FROM choices").fetchone()[0]
+        return self.conn.execute(f"SELECT {COUNT_CHOICES} FROM choices WHERE rater = ?", (rater,)).fetchone()[0]
 
     def recent(self, rater: str, since: float) -> int:
         """How many choices `rater` made at or after `since` (for the per-minute bound)."""
-        q = "SELECT COUNT(*) FROM choices WHERE rater = ? AND created >= ?"
+        q = f"SELECT {COUNT_CHOICES} FROM choices WHERE rater = ? AND created >= ?"
         return self.conn.execute(q, (rater, since)).fetchone()[0]
 
     def choices(self, rater: str | None = None) -> list[Choice]:
