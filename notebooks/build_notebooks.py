@@ -69,14 +69,18 @@ COLAB_CELLS = [
 {badge}
 
 You give short ideas ("a lighthouse in a storm"). A language model with a value head
-(Bloom-560m) expands each idea into a Stable Diffusion prompt, SD-Turbo renders it (the same
-noise seed for an idea at every step, so a better score means a better prompt), and rewards
-score each image: the LAION aesthetic predictor, CLIP similarity between the image and your
-idea (so prompts stay on topic), a penalty on piled-up modifiers, and any reward you write in
-Python. PPO, with a KL penalty against the starting model, fine-tunes the generator to earn more.
+(Bloom-560m) expands each idea into a prompt, an image model renders it (SD-Turbo, or the
+family you pick: SDXL-Turbo, SD3.5 Medium, FLUX.1-schnell, PixArt-Sigma, Sana; the same noise
+seed for an idea at every step, so a better score means a better prompt), and rewards score each
+image: the LAION aesthetic predictor, CLIP similarity between the image and your idea (so
+prompts stay on topic), a penalty on piled-up modifiers, and any reward you write in Python.
+PPO, with a KL penalty against the starting model, fine-tunes the generator to earn more. At the
+end you can teach it your own taste: rate images in the app and train on a reward fitted to
+your choices.
 
 Two modes:
-- **`bloom-560m`** (needs a GPU; a Colab T4 works): the real models from the Hugging Face Hub.
+- **the family you pick** (needs a GPU; a Colab T4 runs `bloom-560m`, which renders with
+  SD-Turbo): the real models from the Hugging Face Hub.
 - **`tiny`** (CPU, offline): tiny random stand-ins built locally. It runs every step of the
   pipeline in a few minutes, but its images are noise and its rewards arbitrary: it shows the
   mechanics, not the art.
@@ -90,10 +94,25 @@ Two modes:
         """\
 ## 2. Parameters
 
-`MODE` picks a preset (`bloom-560m`, `gpt2` or `tiny`); everything else in the preset can be
-changed with `OVERRIDES` (the same `key=value` strings as `promptrl train --set`).
+`FAMILY` picks the image model the generator learns to write prompts for (a list in Colab);
+each is a preset in which Bloom-560m writes for that model, as long prompts as its text encoder
+reads ([which image model]({docs}/families/)). `MODE` is the preset that runs: `FAMILY` on a
+GPU, `tiny` on a CPU (or set it to any preset, such as `gpt2`). Everything else in the preset
+can be changed with `OVERRIDES` (the same `key=value` strings as `promptrl train --set`).
 
-**Colab fit.** On a T4 (16 GB) the `bloom-560m` preset needs about 10-12 GB of GPU memory and
+**Which fit a free Colab T4** (16 GB of GPU memory, about 12.7 GB of RAM). Estimates from the
+models' parameter counts, not measured:
+
+| `FAMILY` | renders with | on a free T4 |
+|---|---|---|
+| `bloom-560m` | SD-Turbo | yes (below) |
+| `sdxl-turbo` | SDXL-Turbo | yes, with `render.vae_slicing=true` (added on a GPU under 20 GB) |
+| `sana-600m` | Sana 600M | tight, with `render.vae_slicing=true` (added); the T4 emulates bfloat16, slowly |
+| `sd3.5-medium` | SD3.5 Medium | only without its T5 encoder (`render.drop_t5=true` and what it needs, added: prompts are then read up to 77 tokens), and slow: 40 steps at 1024x1024 take 20-30 minutes per PPO step |
+| `pixart-sigma` | PixArt-Sigma | no: 11 GB of weights; a 24 GB GPU (L4), or `render.offload=model` with more RAM than the free tier's |
+| `flux-schnell` | FLUX.1-schnell | no: 34 GB of weights; an A100 (40 GB with `render.offload=model`) |
+
+**Colab fit of `bloom-560m`.** On a T4 (16 GB) the `bloom-560m` preset needs about 10-12 GB of GPU memory and
 roughly 20-30 minutes per 100 PPO steps. Both are estimates, derived from the models' parameter
 and FLOP counts and the T4's published throughput, not measured ([Colab fit]({docs}/colab/) shows
 the arithmetic). If it runs out of memory, add to `OVERRIDES`, in this order:
@@ -105,7 +124,8 @@ then `"policy.gradient_checkpointing=true"`, `"generation.max_new_tokens=32"`. I
     (
         "params",
         """\
-MODE = "bloom-560m" if torch.cuda.is_available() else "tiny"
+FAMILY = "bloom-560m"  # @param ["bloom-560m","sdxl-turbo","sd3.5-medium","flux-schnell","pixart-sigma","sana-600m"]
+MODE = FAMILY if torch.cuda.is_available() else "tiny"  # the preset that runs
 IDEAS = "bundled"  # the 256 bundled ideas; or a list of your own, a text file, "hf:<dataset>:<column>"
 COMPARE_IDEAS = [  # the before/after comparison: same ideas, same seeds
     "a lighthouse in a storm",
@@ -113,7 +133,7 @@ COMPARE_IDEAS = [  # the before/after comparison: same ideas, same seeds
     "a cozy cabin in the snowy woods",
     "a bowl of ramen on a wooden table",
 ]
-STEPS = None  # PPO steps; None: 200 for bloom-560m, 24 in tiny mode
+STEPS = None  # PPO steps; None: the preset's 200, 24 in tiny mode
 REWARD_WEIGHTS = {}  # the built-in rewards' weights by type, e.g. {"aesthetic": 1.0, "similarity": 4.0}
 COLOURFULNESS_WEIGHT = 0.5  # weight of the custom reward written below (0: leave it out)
 OVERRIDES = []  # any config key=value, e.g. ["ppo.lr=5e-5", "render.num_inference_steps=2"]
@@ -132,7 +152,7 @@ LAUNCH_APP = IN_COLAB  # start the Gradio app on the trained generator at the en
 In tiny mode the run is sized for a CPU: 24 steps on the four comparison ideas, each sampled
 several times per batch, and every prompt's reward compared with the other prompts for the same
 idea (`rewards.baseline=group`: same idea, same image seed, so the difference is the prompt's
-doing).
+doing). On a GPU under 20 GB (a T4) the larger image models get the settings of the table above.
 """,
     ),
     (
@@ -147,8 +167,23 @@ from promptrl.standins import resolve_tiny
 TINY_RUN = ["steps=24", "samples_per_idea=4", "rewards.baseline=group", "image_every=4", "save_every=8"]
 if MODE == "tiny" and IDEAS == "bundled":
     IDEAS = COMPARE_IDEAS
+# What the larger image models need on a GPU under 20 GB (a T4): estimates (docs: which image model).
+SMALL_GPU = {
+    "sdxl-turbo": ["render.vae_slicing=true"],
+    "sana-600m": ["render.vae_slicing=true"],
+    "sd3.5-medium": [
+        "render.drop_t5=true",  # T5-XXL alone is 9.5 GB
+        "render.max_sequence_length=null",  # CLIP reads the prompt now: 77 tokens
+        "generation.max_new_tokens=48",
+        "render.vae_slicing=true",
+    ],
+}
+small_gpu = torch.cuda.is_available() and torch.cuda.get_device_properties(0).total_memory < 20 * 2**30
+fitting = SMALL_GPU.get(MODE, []) if small_gpu else []
+if small_gpu and MODE in ("pixart-sigma", "flux-schnell"):
+    print(f"{MODE} is unlikely to fit this GPU (see the table above): expect it to run out of memory.")
 
-overrides = (TINY_RUN if MODE == "tiny" else []) + list(OVERRIDES)
+overrides = (TINY_RUN if MODE == "tiny" else []) + fitting + list(OVERRIDES)
 overrides += [f"output_dir={OUTPUT_DIR or 'runs/' + MODE}", "trackers=[]", "progress=false"]
 if STEPS is not None:
     overrides.append(f"steps={STEPS}")
@@ -161,6 +196,8 @@ print(f"{MODE}: {config.policy.model} -> {config.render.pipeline}, {config.steps
       f"{config.ppo.batch_size} prompts ({config.samples_per_idea} per idea)")
 for t in config.rewards.terms:
     print("  reward", t)
+if fitting:
+    print("  for this GPU:", " ".join(fitting))
 """,
     ),
     (
@@ -332,15 +369,16 @@ link and the password only with people you trust (they can start training runs o
         """\
 SHARE_APP = False  # True: a public gradio.live link, behind a generated password
 APP_PORT = 7860
+APP_RUNS = "runs/app"  # the app's runs: its Train tab's runs and your ratings (preferences.db)
 if LAUNCH_APP:
     import gc
 
     from promptrl.app import build_app, generated_auth, serve
 
-    del trainer, generator  # free the GPU for the app's own copies
+    trainer = generator = None  # free the GPU for the app's own copies
     gc.collect()
     torch.cuda.empty_cache()
-    app = build_app(preset=MODE, model_dir=str(run_dir), extra_rewards=extra or None)
+    app = build_app(preset=MODE, model_dir=str(run_dir), extra_rewards=extra or None, runs_dir=APP_RUNS)
     if SHARE_APP:
         auth = generated_auth()
         print(f"Sign in as {auth[0]!r} with password {auth[1]!r} (new each time this cell runs).")
@@ -351,6 +389,101 @@ if LAUNCH_APP:
             from google.colab import output
 
             output.serve_kernel_port_as_iframe(APP_PORT, height=900)
+""",
+    ),
+    (
+        "md",
+        """\
+## 9. Teach it your taste
+
+Every reward so far is a model someone else trained. This one is yours
+([details]({docs}/preferences/)):
+
+1. **Rate** in the app above: its **Rate** tab shows two images the served generator made for an
+   idea, from two prompts and the same seed. Pick the better one (keys **1** and **2**, **t** a
+   tie, **x** both bad, **s** skip). Ten choices are the least a fit takes; 50-100 make a reward
+   worth training on.
+2. **Fit** a reward to your choices: the next cell runs `promptrl prefs fit` on the app's
+   ratings and reports how often the fitted reward agrees with choices it did not see.
+3. **Train** a generator on it: `{type: preference, path: my-taste}` as the reward.
+4. **Check** the result with `promptrl eval` against a judge it was not trained on (the
+   aesthetic predictor): a personal reward can be gamed like any other.
+
+In tiny mode the images are noise, so a simulated rater who prefers redder images rates 40 pairs
+for you. The app's own **Fit my reward** and **Train on my reward** buttons do steps 2 and 3 too.
+""",
+    ),
+    (
+        "code",
+        """\
+from PIL import ImageStat
+
+from promptrl.cli import main as promptrl_cli
+from promptrl.prefs.store import PreferenceStore
+from promptrl.rundir import preference_paths
+
+TASTE_DIR = "my-taste"  # the fitted reward: head.safetensors, head.json, fit.png
+
+
+def redness(image):
+    r, g, b = ImageStat.Stat(image.convert("RGB")).mean
+    return r - (g + b) / 2
+
+
+if MODE == "tiny" and LAUNCH_APP:  # noise images: a simulated rater with a taste for red
+    for _ in range(40):
+        token, shown = app.rating.next_round(None)
+        a, b = (redness(image) for image in shown.images)
+        app.rating.choose(token, "a" if a > b else "b", "local")
+
+db, images = preference_paths(None, APP_RUNS)
+rated = 0
+if db.exists():
+    store = PreferenceStore(db, images)
+    rated = store.count()
+    store.close()
+# the same as `promptrl prefs fit --runs-dir runs/app --out my-taste --preset <MODE>` in a terminal
+FITTED = rated >= 10 and promptrl_cli(["prefs", "fit", "--runs-dir", APP_RUNS, "--out", TASTE_DIR, "--preset", MODE]) == 0
+if FITTED:
+    display(Image(filename=f"{TASTE_DIR}/fit.png", width=768))
+else:
+    print(f"{rated} choice(s) rated: rate at least 10 pairs in the app's Rate tab, then run this cell again.")
+""",
+    ),
+    (
+        "code",
+        """\
+TASTE_STEPS = None  # PPO steps on your reward; None: as the run above (8 in tiny mode)
+if FITTED:
+    if LAUNCH_APP and app is not None:  # the app's models out of the GPU first (run its cell again to rate more)
+        app.close()
+        app.rating.close()
+        app = None
+        gc.collect()
+        torch.cuda.empty_cache()
+    # `promptrl train --preset <MODE> --set 'rewards.terms=[{type: preference, path: my-taste}]'`
+    taste_rewards = dataclasses.replace(config.rewards, terms=[{"type": "preference", "path": TASTE_DIR}])
+    taste_config = dataclasses.replace(
+        config,
+        rewards=taste_rewards,
+        output_dir=f"{config.output_dir}-taste",
+        steps=TASTE_STEPS or (8 if MODE == "tiny" else config.steps),
+    )
+    # tiny mode trained on four ideas, too few to hold any out: the bundled ideas here
+    taste = PromptTrainer(taste_config, ideas="bundled" if MODE == "tiny" else IDEAS, overwrite=True)
+    taste_history = taste.train()
+    print(f"reward/total/mean: {taste_history[0]['reward/total/mean']:.3f} -> {taste_history[-1]['reward/total/mean']:.3f}")
+    taste = None
+""",
+    ),
+    (
+        "code",
+        """\
+if FITTED:
+    # `promptrl eval --model runs/<MODE>-taste --judges aesthetic`: held-out ideas, the start model
+    # against the tuned one, scored by your reward and by judges it was not trained on
+    promptrl_cli(["eval", "--model", taste_config.output_dir, "--judges", "aesthetic"])
+    display(Markdown(Path(taste_config.output_dir, "eval", "eval.md").read_text()))
 """,
     ),
 ]

@@ -52,7 +52,8 @@ def test_bad_overrides_are_clear(overrides, message):
 
 
 def test_presets_are_complete():
-    assert set(PRESETS) == {"tiny", "bloom-560m", "gpt2", "qwen2.5-0.5b"}
+    families = {"sdxl-turbo", "sd3.5-medium", "flux-schnell", "pixart-sigma", "sana-600m"}
+    assert set(PRESETS) == {"tiny", "bloom-560m", "gpt2", "qwen2.5-0.5b", *families}
     bloom = get_preset("bloom-560m")
     assert bloom.policy.model == "bigscience/bloom-560m" and bloom.render.pipeline == "stabilityai/sd-turbo"
     assert {t["type"] for t in bloom.rewards.terms} >= {"aesthetic", "similarity"}

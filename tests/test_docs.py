@@ -53,6 +53,11 @@ SKIPPED = {
     "tests/test_real_path.py trains this preset against the stand-in hub",
     "promptrl train --preset qwen2.5-0.5b": "the real models (hub, one GPU); "
     "tests/test_chat.py trains this preset against the stand-in hub",
+    **{
+        f"promptrl train --preset {preset}": "the real image model (hub, one large GPU); "
+        "tests/test_families.py trains each family's stand-in by its hub name"
+        for preset in ("sdxl-turbo", "flux-schnell", "sd3.5-medium")
+    },
     "promptrl train --config my.yaml --resume runs/bloom-560m": "continues the bloom-560m run above; "
     "tests/test_trainer.py resumes runs exactly",
     "accelerate launch --multi_gpu --num_processes 4": "needs four GPUs",
@@ -126,6 +131,28 @@ def test_the_config_files_shown_load(tmp_path):
         path = tmp_path / f"{Path(page).stem}_{i}.yaml"  # a failure names the page
         path.write_text(code)
         load_config(None, str(path))  # raises, naming the key, for a config that does not load
+
+
+def test_the_family_table_says_what_the_presets_set():
+    """docs/families.md's first table, row by row, against the presets and the family table."""
+    from promptrl.config import get_preset
+    from promptrl.families import family_of
+    from promptrl.presets import FAMILY_RENDER
+
+    text = (DOCS / "families.md").read_text()
+    table = text.split("## The families", 1)[1].split("\n\n", 1)[1].split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    checked = set()
+    for _, preset, repo, pipeline, _, settings, tokens, dtype in rows:
+        preset = re.match(r"`([^`]+)`", preset).group(1)
+        config = get_preset(preset)
+        r = config.render
+        assert repo == f"`{r.pipeline}`", preset
+        assert settings == f"{r.num_inference_steps}, {r.guidance_scale:g}, {r.height}x{r.width}", preset
+        assert tokens == str(config.generation.max_new_tokens), preset
+        assert dtype == family_of(pipeline.strip("`")).dtype, preset
+        checked.add(preset)
+    assert checked == {"bloom-560m", *FAMILY_RENDER}
 
 
 @pytest.mark.slow
