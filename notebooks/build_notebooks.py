@@ -173,8 +173,7 @@ SMALL_GPU = {
     "sana-600m": ["render.vae_slicing=true"],
     "sd3.5-medium": [
         "render.drop_t5=true",  # T5-XXL alone is 9.5 GB
-        "render.max_sequence_length=null",  # CLIP reads the prompt now: 77 tokens
-        "generation.max_new_tokens=48",
+        "generation.max_new_tokens=48",  # CLIP reads the prompt now: 77 tokens
         "render.vae_slicing=true",
     ],
 }

@@ -167,7 +167,6 @@ FAMILY_RENDER = {
         "guidance_scale": 4.5,
         "height": 1024,
         "width": 1024,
-        "max_sequence_length": 256,
         "chunk_size": 4,
     },
     "flux-schnell": {
@@ -206,7 +205,12 @@ def _family(name: str) -> dict:
     """bloom-560m writing prompts for another image model."""
     preset = _real(name, "bigscience/bloom-560m", lora=True)
     preset["render"].update(FAMILY_RENDER[name])
-    preset["generation"]["max_new_tokens"] = PROMPT_TOKENS.get(name, preset["generation"]["max_new_tokens"])
+    if name in PROMPT_TOKENS:
+        preset["generation"]["max_new_tokens"] = PROMPT_TOKENS[name]
+        # the penalty's word limit at about the words of that many tokens, not CLIP-sized
+        for term in preset["rewards"]["terms"]:
+            if term["type"] == "penalty":
+                term["max_words"] = round(0.75 * PROMPT_TOKENS[name])
     return preset
 
 

@@ -50,6 +50,9 @@ def test_a_family_preset_fits_its_pipeline(hub, preset, one_thread):
     assert 0 < config.generation.max_new_tokens <= room, (config.generation.max_new_tokens, room)
     if family.encoder != "CLIP":
         assert config.generation.max_new_tokens > 77  # the point of a long encoder: longer prompts
+        # ... which the length penalty lets it write (about 3 words per 4 tokens)
+        (penalty,) = [t for t in config.rewards.terms if t["type"] == "penalty"]
+        assert penalty["max_words"] >= 0.7 * config.generation.max_new_tokens
 
     # Distilled models render without guidance in a few steps; the others with guidance.
     distilled = preset in ("sdxl-turbo", "flux-schnell")
@@ -59,5 +62,7 @@ def test_a_family_preset_fits_its_pipeline(hub, preset, one_thread):
     # The options are ones the family takes, at the preset's size, on the pipeline itself.
     render = dataclasses.replace(config.render, pipeline=local)
     check_family_options(render, family, torch.device("cpu"))
+    if family.name == "sd3":  # T5 can be dropped from the preset as it is (CLIP then reads 77 tokens)
+        check_family_options(dataclasses.replace(render, drop_t5=True), family, torch.device("cpu"))
     pipeline = load_pipeline(local, torch.float32)
     check_pipeline_options(render, family, pipeline)
