@@ -43,6 +43,9 @@ class Family:
     size_multiple: str = "vae"
     """What heights and widths must divide by: "vae" (the VAE's scale factor), "vae*patch"
     (SD3: times the transformer's patch size), "vae*2" (FLUX: latents are packed 2x2)."""
+    lowercases: bool = False
+    """Whether the pipeline lowercases the prompt before its tokenizer reads it (PixArt and Sana,
+    with `clean_caption=False`): the token count is taken of what it reads."""
 
 
 FAMILIES: dict[str, Family] = {
@@ -97,6 +100,7 @@ FAMILIES: dict[str, Family] = {
             "tokenizer",
             max_sequence_length=300,
             sequence_length_cap=512,
+            lowercases=True,
         ),
         Family(
             "sana",
@@ -108,6 +112,7 @@ FAMILIES: dict[str, Family] = {
             sequence_length_cap=512,
             instruction_tokens=1,
             dtype="bf16",
+            lowercases=True,
         ),
     )
 }

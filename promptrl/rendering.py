@@ -170,6 +170,9 @@ class Renderer:
     def _load_preview(self, pipeline):
         name = self.config.preview_decoder or self.family.preview_decoder
         preview = load_preview_decoder(name, self.full_vae.dtype).to(self.device)
+        # TAESD decodes the denoiser's latents as they are: the pipeline's `latents / scaling_factor
+        # + shift_factor` before decoding must be the identity (older TAESD configs lack the keys).
+        preview.register_to_config(scaling_factor=1.0, shift_factor=0.0)
         full_channels = self.full_vae.config.latent_channels
         if preview.config.latent_channels != full_channels:
             raise UsageError(
@@ -194,6 +197,8 @@ class Renderer:
         return getattr(pipeline, family.tokenizer), family.encoder, length, length - family.instruction_tokens
 
     def _n_tokens(self, texts: list[str]) -> list[int]:
+        if self.family.lowercases:
+            texts = [t.lower().strip() for t in texts]
         return [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False).input_ids]
 
     def _cut(self, prompt: str) -> str:
@@ -290,7 +295,7 @@ class Renderer:
         self.pipeline.vae = self.preview_vae if preview else self.full_vae
         try:
             for start in range(0, n, c.chunk_size):
-                stop = start + c.chunk_size
+                stop = min(start + c.chunk_size, n)  # the last chunk may be smaller
                 # CPU generators: the same seed gives the same noise on every device.
                 generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[start:stop]]
                 out = self.pipeline(prompt=fitted[start:stop], generator=generators, **self.call_options(stop - start))

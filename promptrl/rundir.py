@@ -106,7 +106,10 @@ def preference_paths(db: str | Path | None, runs_dir: str | Path = ".") -> tuple
 
 
 def preference_reward_dir(db: str | Path, rater: str) -> Path:
-    """Where the app keeps the reward it fits for `rater` (a name the app already vetted)."""
+    """Where the app keeps the reward it fits for `rater`: a folder of its own under the store's
+    `my-reward/` (a name that is not one plain folder name there is refused)."""
+    if rater in ("", ".", "..") or Path(rater).name != rater or "\\" in rater:
+        raise UsageError(f"rater name {rater[:40]!r} cannot name a folder; use letters, digits and . _ @ -")
     return Path(db).parent / PREFS_REWARD_DIR / rater
 
 

@@ -315,6 +315,22 @@ def test_credentials_come_from_a_flag_a_file_or_the_environment(tmp_path, monkey
             resolve_auth(bad)
 
 
+def test_a_user_name_cannot_lead_a_rater_s_files_out_of_the_runs_dir(tmp_path):
+    """A login name names the folder of that visitor's fitted reward: one plain name only."""
+    from promptrl.app.serving import resolve_auth
+    from promptrl.rundir import preference_reward_dir
+
+    for name in ("..", "/srv/x", "a/b", "bob ", "é", "-dash"):
+        with pytest.raises(ValueError, match="user names are 1-64 letters"):
+            resolve_auth(f"{name}:long-enough")
+    assert resolve_auth("ann.b@x-1:long-enough")[0] == "ann.b@x-1"
+    db = tmp_path / "runs" / "preferences.db"
+    assert preference_reward_dir(db, "ann") == tmp_path / "runs" / "my-reward" / "ann"
+    for name in ("..", ".", "", "/srv/x", "a/b", "..\\x"):
+        with pytest.raises(ValueError, match="cannot name a folder"):
+            preference_reward_dir(db, name)
+
+
 def test_the_app_leaves_no_temp_dirs_behind(tmp_path):
     """Download zips live in `<runs dir>/.downloads`, not in /tmp dirs nobody removes."""
     import glob

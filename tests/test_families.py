@@ -116,6 +116,8 @@ def test_the_preview_decoder_renders_training_images_and_eval_decodes_in_full(hu
     taesd = str(repo_dir(hub / "hub", TAESD_REPOS[family]))  # the hub name's files
     renderer = Renderer(render_config(local, family, num_inference_steps=1, vae="taesd", preview_decoder=taesd))
     assert type(renderer.preview_vae).__name__ == "AutoencoderTiny"
+    # the pipeline's unscaling before decode is the identity for TAESD, which reads the latents as they are
+    assert (renderer.preview_vae.config.scaling_factor, renderer.preview_vae.config.shift_factor) == (1.0, 0.0)
     prompts, ideas = ["a red cat", "a blue dog"], ["cat", "dog"]
     preview = renderer(prompts, ideas=ideas).images
     full = renderer(prompts, ideas=ideas, preview=False).images
@@ -180,3 +182,22 @@ def test_a_family_trains_by_its_hub_name_from_the_command_line(hub, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run" / "model").exists()
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "pixart"])
+def test_a_negative_prompt_reaches_every_chunk_also_a_short_last_one(local, family, one_thread):
+    """Three prompts in chunks of two: the last call renders one, with one negative prompt."""
+    options = {"num_inference_steps": 1, "guidance_scale": 2.0, "chunk_size": 2, "negative_prompt": "blurry"}
+    renderer = Renderer(render_config(local, family, **options))
+    out = renderer(["a red cat", "a blue dog", "a green owl"], ideas=["cat", "dog", "owl"])
+    assert out.images.shape == (3, 3, 64, 64) and torch.isfinite(out.images).all()
+
+
+@pytest.mark.parametrize("family", ["pixart", "sana"])
+def test_lowercasing_pipelines_are_counted_as_they_read(local, family, one_thread):
+    """PixArt and Sana lowercase a prompt before their tokenizer reads it: counted the same way."""
+    renderer = Renderer(render_config(local, family, num_inference_steps=1))
+    assert renderer._n_tokens(["A CASTLE IN THE CLOUDS"]) == renderer._n_tokens(["a castle in the clouds"])
+    assert (
+        renderer.tokenizer("A CASTLE IN THE CLOUDS").input_ids != renderer.tokenizer("a castle in the clouds").input_ids
+    )

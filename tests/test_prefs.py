@@ -156,6 +156,62 @@ def test_a_malformed_import_names_its_line_and_adds_nothing(store, tmp_path):
     assert other.count() == 0
 
 
+def test_a_choice_of_several_rows_is_stored_whole_or_not_at_all(store, tmp_path):
+    """A best-of-four's rows in one transaction: a bad row leaves none of them; a bad line in an
+    import (a seed that is not a number) adds nothing."""
+    rate(store, 2)
+    ok = store.choices()[0]
+    good = Choice("ann", "i", "p", "q", ok.image_a, ok.image_b, "a", round_id="r1")
+    unjsonable = Choice("ann", "i", "p", "q", ok.image_a, ok.image_b, "b", round_id="r1", settings={"x": {1, 2}})
+    with pytest.raises(UsageError, match="settings are not JSON"):
+        store.add_all([good, unjsonable])
+    with pytest.raises(UsageError, match="seed_a must be a whole number"):
+        store.add_all([good, Choice("ann", "i", "p", "q", ok.image_a, ok.image_b, "b", seed_a=-1)])
+    assert store.count("ann") == 0 and store.count() == 2
+    # A failure inside the transaction (here a trigger refusing the second row) undoes the first.
+    store.conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON choices WHEN NEW.idea = 'boom' BEGIN SELECT RAISE(ABORT, 'no'); END"
+    )
+    boom = Choice("ann", "boom", "p", "q", ok.image_a, ok.image_b, "b", round_id="r1")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_all([good, boom])
+    assert store.count("ann") == 0
+    store.conn.execute("DROP TRIGGER refuse")
+
+    path = store.export_jsonl(tmp_path / "export")
+    lines = path.read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["seed_a"] = [1]
+    path.write_text("\n".join([lines[0], json.dumps(bad)]) + "\n")
+    other = PreferenceStore(tmp_path / "b.db", tmp_path / "b-images")
+    with pytest.raises(UsageError, match=r"choices.jsonl:2: seed_a must be a whole number"):
+        other.import_jsonl(path)
+    assert other.count() == 0
+
+
+def test_the_size_bound_counts_the_images(tmp_path):
+    store = PreferenceStore(tmp_path / "p.db", tmp_path / "img", max_bytes=10**9)
+    rate(store, 1)
+    db_only = sum(p.stat().st_size for p in tmp_path.glob("p.db*"))
+    assert store.size_bytes() > db_only  # the two PNGs count
+    store.max_bytes = db_only + 10  # room for the database, not for its images
+    with pytest.raises(UsageError, match="over its .*-byte limit"):
+        store.check_room()
+
+
+def test_a_half_written_head_is_a_clear_error(store, tmp_path):
+    from promptrl.prefs.fit import fit_preferences
+    from promptrl.rewards.learned import HEAD_WEIGHTS, load_head
+
+    rate(store, 20)
+    fit_preferences(store, tmp_path / "mine", TINY_CLIP_NAME, None, rater="local", k=2)
+    assert not list(tmp_path.glob(".tmp-*"))  # written whole, then swapped in
+    weights = tmp_path / "mine" / HEAD_WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:5])
+    with pytest.raises(UsageError, match="is not a valid head"):
+        load_head(tmp_path / "mine")
+
+
 WRITER = """
 import sys, time, numpy as np
 from promptrl.prefs.store import Choice, PreferenceStore

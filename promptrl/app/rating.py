@@ -44,7 +44,7 @@ BEST_OF_FOUR_LABELS = {
 """A round of four's choices: `both_bad` reads "none good" there."""
 SHOWN = (2, 4)
 """Images a round may show."""
-PENDING = 256  # rounds shown and not yet rated, kept server-side (oldest dropped first)
+PENDING = 64  # rounds shown and not yet rated, kept server-side (oldest dropped first)
 LOCAL_RATER = "local"
 
 
@@ -218,6 +218,7 @@ class Rating:
         if self.store.recent(rater, time.time() - 60) >= self.limits.ratings_per_minute:
             self._wait_again(token, shown)
             raise UserError(f"At most {self.limits.ratings_per_minute} choices a minute: wait a moment.")
+        self.store.check_room()  # before any image is written
         hashes = [self.store.put_image(im) for im in shown.images]
         return self.store.add_all(shown.rows(choice, rater, hashes, secrets.token_hex(8)))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -32,10 +33,18 @@ Credentials = tuple[str, str] | list[tuple[str, str]]
 """`(user, password)`, or a list of them (one per visitor: the Rate tab keeps each one's choices apart)."""
 
 
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
 def parse_auth(text: str, where: str) -> tuple[str, str]:
     user, sep, password = text.strip().partition(":")
     if not sep or not user or not password:
         raise UsageError(f"{where} must look like user:password.")
+    if not USER_NAME.fullmatch(user):
+        raise UsageError(
+            f"{where}: user names are 1-64 letters, digits and . _ @ - (starting with a letter or digit): "
+            "each names the folder of that visitor's fitted reward."
+        )
     if len(password) < 8:
         raise UsageError(f"{where}: the password must be at least 8 characters long.")
     return user, password

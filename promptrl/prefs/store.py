@@ -15,7 +15,9 @@ import hashlib
 import io
 import json
 import sqlite3
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,6 +84,12 @@ class Choice:
         for name in ("rater", "idea", "prompt_a", "prompt_b", "model", "round_id"):
             if not isinstance(getattr(self, name), str):
                 raise UsageError(f"{where}: {name} must be text")
+        for name in ("seed_a", "seed_b", "step"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+                raise UsageError(f"{where}: {name} must be a whole number of at least 0, got {value!r}")
+        if not isinstance(self.created, (int, float)) or isinstance(self.created, bool):
+            raise UsageError(f"{where}: created must be a time in seconds, got {self.created!r}")
         if not isinstance(self.settings, dict):
             raise UsageError(f"{where}: settings must be a JSON object")
         return self
@@ -92,6 +100,9 @@ class PreferenceStore:
 
     def __init__(self, db: str | Path, images_dir: str | Path, max_bytes: int | None = None):
         self.db, self.images_dir, self.max_bytes = Path(db), Path(images_dir), max_bytes
+        # One connection shared by the app's worker threads: one user of it at a time, so that
+        # one thread's transaction never takes in another's statements.
+        self.lock = threading.RLock()
         self.db.parent.mkdir(parents=True, exist_ok=True)
         self.images_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -102,10 +113,21 @@ class PreferenceStore:
         except sqlite3.DatabaseError as err:
             raise UsageError(f"rating store {str(self.db)!r} is not a promptrl preference database: {err}") from err
 
+    @contextmanager
+    def transaction(self):
+        """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any error: all of it or none. (The
+        connection is in autocommit mode, where `with conn:` would commit statement by statement.)"""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
     def _migrate(self) -> None:
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as c:
             c.execute(MIGRATIONS[1][0])
             row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
@@ -118,13 +140,10 @@ class PreferenceStore:
                 for statement in MIGRATIONS[v]:
                     c.execute(statement)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
-        self.conn.close()
+        with self.lock:
+            self.conn.close()
 
     # images
     def put_image(self, image) -> str:
@@ -161,35 +180,51 @@ class PreferenceStore:
         """Commit the rows of one choice (a best-of-four's pairs) in one transaction: all or none."""
         for c in choices:
             c.check()
-        if self.max_bytes is not None and self.size_bytes() > self.max_bytes:
-            raise UsageError(f"the rating store is over its {self.max_bytes}-byte limit (--limit prefs_mb)")
+        self.check_room()
         ids = []
-        with self.conn:
-            for c in choices:
-                row = asdict(c)
-                row.pop("id")
+        rows = [self._row(c) for c in choices]  # settings that are not JSON fail here, before the transaction
+        with self.transaction() as conn:
+            for row in rows:
                 row["created"] = row["created"] or time.time()
-                row["settings"] = json.dumps(row["settings"], sort_keys=True)
-                cur = self.conn.execute(
+                cur = conn.execute(
                     f"INSERT INTO choices ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                     tuple(row.values()),
                 )
                 ids.append(int(cur.lastrowid))
         return ids
 
+    def check_room(self) -> None:
+        """A clear error when the store (database and images) is over its `max_bytes`."""
+        if self.max_bytes is not None and self.size_bytes() > self.max_bytes:
+            raise UsageError(f"the rating store is over its {self.max_bytes}-byte limit (--limit prefs_mb)")
+
+    @staticmethod
+    def _row(choice: Choice) -> dict:
+        row = asdict(choice)
+        row.pop("id")
+        try:
+            row["settings"] = json.dumps(row["settings"], sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise UsageError(f"choice settings are not JSON: {err}") from err
+        return row
+
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.db.parent.glob(self.db.name + "*") if p.is_file())
+        """The database's files and the rated images: what `max_bytes` bounds."""
+        files = [*self.db.parent.glob(self.db.name + "*"), *self.images_dir.glob("*.png")]
+        return sum(p.stat().st_size for p in files if p.is_file())
 
     def count(self, rater: str | None = None) -> int:
         """How many choices `rater` (everyone, when None) made; a best-of-four's rows count once."""
-        if rater is None:
-            return self.conn.execute(f"SELECT {COUNT_CHOICES} FROM choices").fetchone()[0]
-        return self.conn.execute(f"SELECT {COUNT_CHOICES} FROM choices WHERE rater = ?", (rater,)).fetchone()[0]
+        with self.lock:
+            if rater is None:
+                return self.conn.execute(f"SELECT {COUNT_CHOICES} FROM choices").fetchone()[0]
+            return self.conn.execute(f"SELECT {COUNT_CHOICES} FROM choices WHERE rater = ?", (rater,)).fetchone()[0]
 
     def recent(self, rater: str, since: float) -> int:
         """How many choices `rater` made at or after `since` (for the per-minute bound)."""
         q = f"SELECT {COUNT_CHOICES} FROM choices WHERE rater = ? AND created >= ?"
-        return self.conn.execute(q, (rater, since)).fetchone()[0]
+        with self.lock:
+            return self.conn.execute(q, (rater, since)).fetchone()[0]
 
     def choices(self, rater: str | None = None) -> list[Choice]:
         """Every row (of `rater`, when given), oldest first. A row that does not read back is an
@@ -201,7 +236,9 @@ class PreferenceStore:
             + " ORDER BY id"
         )
         out = []
-        for values in self.conn.execute(q, (rater,) if rater is not None else ()):
+        with self.lock:
+            fetched = self.conn.execute(q, (rater,) if rater is not None else ()).fetchall()
+        for values in fetched:
             row = dict(zip(cols, values))
             try:
                 row["settings"] = json.loads(row["settings"])
@@ -262,12 +299,10 @@ class PreferenceStore:
             for digest in (c.image_a, c.image_b):
                 if not self.image_path(digest).exists():
                     self.image_path(digest).write_bytes((src.parent / EXPORT_IMAGES / f"{digest}.png").read_bytes())
-        with self.conn:
-            for c in rows:
-                row = asdict(c)
-                row.pop("id")
-                row["settings"] = json.dumps(row["settings"], sort_keys=True)
-                self.conn.execute(
+        values = [self._row(c) for c in rows]
+        with self.transaction() as conn:
+            for row in values:
+                conn.execute(
                     f"INSERT INTO choices ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
                 )
         return len(rows)

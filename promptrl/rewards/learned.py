@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import NotFoundError, UsageError
+from ..paths import write_dir_atomically
 from .embedders import ClipModel
 
 HEAD_WEIGHTS = "head.safetensors"
@@ -44,19 +45,24 @@ class PreferenceHead(nn.Module):
 
 
 def save_head(path: str | Path, head: PreferenceHead, info: dict) -> Path:
-    """Write `head.safetensors` and `head.json` into the folder `path`."""
+    """Write `head.safetensors` and `head.json` as the folder `path`, replacing it whole."""
     from safetensors.torch import save_file
 
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(out / HEAD_WEIGHTS))
     full = {"format": FORMAT, "embed_dim": head.embed_dim, "hidden": head.hidden, **info}
-    (out / HEAD_INFO).write_text(json.dumps(full, indent=2, sort_keys=True), encoding="utf-8")
-    return out
+    weights = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+
+    def write(tmp: Path) -> None:
+        save_file(weights, str(tmp / HEAD_WEIGHTS))
+        (tmp / HEAD_INFO).write_text(json.dumps(full, indent=2, sort_keys=True), encoding="utf-8")
+
+    # Both files or neither: a reader (the app's Rate tab) never sees half a head.
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_dir_atomically(path, write)
 
 
 def load_head(path: str | Path) -> tuple[PreferenceHead, dict]:
     """The head and its info from a folder `save_head` wrote; a clear error for anything else."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(path)
@@ -72,7 +78,7 @@ def load_head(path: str | Path) -> tuple[PreferenceHead, dict]:
             raise ValueError(f"format {info.get('format')!r}, expected {FORMAT!r}")
         head = PreferenceHead(int(info["embed_dim"]), int(info["hidden"]))
         head.load_state_dict(load_file(str(weights)))
-    except (ValueError, KeyError, RuntimeError, TypeError) as err:
+    except (ValueError, KeyError, RuntimeError, TypeError, OSError, SafetensorError) as err:
         raise UsageError(f"preference reward {str(folder)!r} is not a valid head: {err}") from err
     return head.eval(), info
 
