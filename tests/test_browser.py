@@ -68,7 +68,7 @@ def shoot(page, name: str) -> None:
 
 def open_tab(page, name: str):
     """Click tab `name`; returns its panel (hidden tabs' panels are left out of the role query)."""
-    page.get_by_role("tab", name=name).click()
+    page.get_by_role("tab", name=name, exact=True).click()
     return page.get_by_role("tabpanel")
 
 
@@ -130,6 +130,37 @@ def test_train_tab_trains_with_live_status_plots_and_samples(page):
     shoot(page, "3-train")
 
 
+def test_rate_tab_takes_choices_by_key_in_pairs_and_fours(page):
+    from playwright.sync_api import expect
+
+    panel = open_tab(page, "Rate")
+    status = page.locator("#rate-status")
+    page.locator("#rate-idea textarea").fill("a lighthouse in a storm")
+    page.locator("#rate-next").click()
+    expect(status).to_contain_text("Idea: a lighthouse in a storm. 0 choice(s) by local")
+    expect(panel.locator("img")).to_have_count(2)
+    page.locator("#rate-next").focus()  # keys count unless a text box has the focus
+    page.keyboard.press("1")  # A is better
+    expect(status).to_contain_text("1 choice(s) by local")
+    page.keyboard.press("t")  # a tie
+    expect(status).to_contain_text("2 choice(s) by local")
+
+    page.locator("#rate-four input").check()
+    expect(page.locator("#rate-c")).to_be_visible()
+    expect(page.locator("#rate-tie")).to_be_hidden()  # no tie among four
+    page.locator("#rate-next").click()
+    expect(panel.locator("img")).to_have_count(4)
+    page.locator("#rate-next").focus()
+    page.keyboard.press("3")  # C is the best of four: one choice
+    expect(status).to_contain_text("3 choice(s) by local")
+
+    page.locator("#rate-idea textarea").focus()
+    page.keyboard.press("2")  # typed into the box, not a choice
+    expect(page.locator("#rate-idea textarea")).to_have_value("a lighthouse in a storm2")
+    expect(status).to_contain_text("3 choice(s) by local")
+    shoot(page, "4-rate")
+
+
 def test_model_tab_describes_the_models(page):
     from playwright.sync_api import expect
 
@@ -137,4 +168,4 @@ def test_model_tab_describes_the_models(page):
     info = page.locator("#model-info")
     for text in ("Prompt generator", "Diffusion pipeline", "Scorers", "cpu"):
         expect(info).to_contain_text(text)
-    shoot(page, "4-model")
+    shoot(page, "5-model")
