@@ -121,6 +121,37 @@ def test_asking_where_unsure_keeps_the_closest_scores():
     assert closest([0.1, 0.5, 0.9, 0.52, 0.3, 0.58, 0.6, 1.5], 4) == [1, 3, 5, 6]
 
 
+def test_the_next_round_is_made_while_the_rater_looks(tmp_path):
+    import threading
+
+    from promptrl.app.limits import Limits
+    from promptrl.app.rating import Rating
+
+    rating = Rating(None, Limits(), None, tmp_path)
+    rating._ideas = ["a cat", "a dog", "a fox"]
+    made = []
+
+    def make_round(idea, shown=2, unsure_head=None):
+        made.append((idea, shown, threading.current_thread().name))
+        return SimpleNamespace(idea=idea, images=[None] * shown)
+
+    rating.make_round = make_round
+    try:
+        first_token, first = rating.next_round(None, 2)  # nothing prepared yet: made on the request
+        rating.ahead[(None, 2, None)].result()
+        second_token, second = rating.next_round(None, 2)  # prepared while the first was looked at
+        rating.ahead[(None, 2, None)].result()
+        _, four = rating.next_round("a cow", 4)  # another source: its own first round is made now
+    finally:
+        rating.close()
+    assert (first.idea, second.idea, four.idea) == ("a cat", "a dog", "a cow")
+    assert made[0] == ("a cat", 2, threading.current_thread().name)
+    assert made[1][:2] == ("a dog", 2) and made[1][2].startswith("promptrl-rate")
+    assert made[2][:2] == ("a fox", 2) and made[2][2].startswith("promptrl-rate")  # the one after
+    assert made[3] == ("a cow", 4, threading.current_thread().name)
+    assert first_token != second_token and set(rating.pending) >= {first_token, second_token}
+
+
 @pytest.mark.slow
 def test_four_images_store_the_pairs_the_best_decides_with_the_served_step(apps, trained):
     demo, clients = apps[False]
