@@ -283,6 +283,7 @@ def main() -> None:
             "save_every=0",
             "image_every=0",
             "eval_ideas=1",
+            "eval.heldout=0",  # no held-out comparison after the timed steps
             f"steps={args.steps}",
             "sft.enabled=false",
         ]

@@ -108,6 +108,19 @@ def load_preview_decoder(name: str, dtype: torch.dtype):
         return AutoencoderTiny.from_pretrained(name, torch_dtype=dtype)
 
 
+class _ClipCutByDesign(logging.Filter):
+    """Drops diffusers' "... truncated because CLIP can only handle sequences up to 77 tokens"
+    from pipelines whose long encoder (T5) reads the whole prompt: their CLIP encoders reading
+    its first 77 tokens is how SD3 and FLUX work, and the Renderer logs itself which prompts its
+    own limit cut. Every other diffusers message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "CLIP can only handle sequences up to" not in record.getMessage()
+
+
+CLIP_CUT_BY_DESIGN = _ClipCutByDesign()
+
+
 class Renderer:
     """Renders batches of prompts with fixed per-sample seeds. See `RenderConfig`."""
 
@@ -150,6 +163,10 @@ class Renderer:
         self.preview_vae = self._load_preview(pipeline) if config.vae == "taesd" else None
 
         self.tokenizer, self.encoder, self.sequence_length, encoder_limit = self._prompt_reader(pipeline)
+        if self.encoder != "CLIP":  # SD3, FLUX: their CLIP encoders read the first 77 tokens by design
+            quiet = logging.getLogger(type(pipeline).__module__)
+            if CLIP_CUT_BY_DESIGN not in quiet.filters:
+                quiet.addFilter(CLIP_CUT_BY_DESIGN)
         self.max_prompt_tokens = config.max_prompt_tokens or encoder_limit
         if not 3 <= self.max_prompt_tokens <= encoder_limit:
             raise UsageError(

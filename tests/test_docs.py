@@ -46,6 +46,8 @@ SKIPPED = {
     "make lint": "CI runs it after make test (.ci/run)",
     "make bench": "benchmarks: minutes of timing, run by hand",
     "python bench/": "benchmarks: minutes of timing, run by hand",
+    "bench/device.sh": "the GPU benchmarks: wheels from the package index, then minutes of timing on a GPU",
+    "PYTHON=.venv/bin/python HUB_SIZE=small": "bench/device.sh's check of itself on a CPU: minutes, run by hand",
     "promptrl app": "serves until stopped: tests/test_app.py drives the app, tests/test_attacks.py serves it",
     "python app.py": "serves until stopped: tests/test_real_path.py starts it against the stand-in hub",
     "read -rs PROMPTRL_APP_AUTH": "reads a password from the terminal",
