@@ -36,6 +36,7 @@ wheels() {
     rm -rf .wheels && mkdir -p .wheels/stack
     "$PYTHON" -m pip download -q --no-deps "${PLATFORM[@]}" -d .wheels $(pins "${PINNED[@]}") &&
         "$PYTHON" -m pip download -q "${PLATFORM[@]}" -d .wheels/stack $(pins "${STACK[@]}") || return 1
+    pins "${STACK[@]}" >.wheels/stack/pins.txt # what run installs from there
     rm -f .wheels/stack/numpy-*.whl # the image's numpy serves
     du -sh .wheels
 }
@@ -54,7 +55,7 @@ run() {
     if ! smoke; then
         echo "a tiny step failed with the image's packages (tail below); installing .wheels/stack" | tee "$OUT/env.txt"
         tail -5 "$OUT/smoke.txt" | tee -a "$OUT/env.txt"
-        "$PYTHON" -m pip install -q --no-index --find-links .wheels/stack $(ls .wheels/stack | sed -n 's/^\(transformers\|huggingface_hub\|tokenizers\)-\([^-]*\)-.*/\1==\2/p') || return 1
+        "$PYTHON" -m pip install -q --no-index --find-links .wheels/stack -r .wheels/stack/pins.txt || return 1
         smoke || { tail -20 "$OUT/smoke.txt"; return 1; }
     fi
     "$PYTHON" - >>"$OUT/env.txt" <<'EOF'

@@ -163,10 +163,8 @@ class Renderer:
         self.preview_vae = self._load_preview(pipeline) if config.vae == "taesd" else None
 
         self.tokenizer, self.encoder, self.sequence_length, encoder_limit = self._prompt_reader(pipeline)
-        if self.encoder != "CLIP":  # SD3, FLUX: their CLIP encoders read the first 77 tokens by design
-            quiet = logging.getLogger(type(pipeline).__module__)
-            if CLIP_CUT_BY_DESIGN not in quiet.filters:
-                quiet.addFilter(CLIP_CUT_BY_DESIGN)
+        if self.encoder != "CLIP":  # SD3, FLUX: their CLIP encoders read 77 tokens by design (addFilter adds once)
+            logging.getLogger(type(pipeline).__module__).addFilter(CLIP_CUT_BY_DESIGN)
         self.max_prompt_tokens = config.max_prompt_tokens or encoder_limit
         if not 3 <= self.max_prompt_tokens <= encoder_limit:
             raise UsageError(

@@ -62,9 +62,9 @@ def test_each_family_counts_prompts_with_the_encoder_that_reads_them(local, fami
     counts = renderer._n_tokens(prompts)
     assert counts[0] > 77
     diffusers_says = logging.getLogger(type(renderer.pipeline).__module__)
+    said: list[str] = []
     heard = logging.Handler()
     heard.emit = lambda record: said.append(record.getMessage())
-    said: list[str] = []
     diffusers_says.addHandler(heard)
     try:
         with caplog.at_level(logging.WARNING, logger="promptrl"):
